@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.launcher import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""The pipeline graph: read → parse → validate → normalize → dedupe → sink, plus accounting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import apache_beam as beam
+import orjson
+
+from pipeline.options import CheckedOptions
+from transforms.read import ReadLimits
+from transforms.records import ImportContext
+from transforms.sources import ReadTask
+from transforms.stages import DedupeEvents, ReadValidateNormalize
+from transforms.write_files import ImportOutputs
+
+
+class GraphOutputs(NamedTuple):
+    outputs: ImportOutputs
+    counts: beam.PCollection  # ((source_uri, metric), n), summed
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    opts: CheckedOptions,
+    tasks: list[ReadTask],
+    ctx: ImportContext,
+    accounting_prefix: str,
+    sink: Callable[[], beam.PTransform] | None,
+) -> GraphOutputs:
+    """Add the import to ``p``. ``sink`` makes the PTransform that writes ``ImportOutputs``
+    (None: write nothing, as in a dry run). Summed counts are written under ``accounting_prefix``."""
+    limits = ReadLimits(batch_size=opts.batch_size, max_line_bytes=opts.max_line_bytes)
+    rows, dead, stage_counts = (
+        p
+        | "ReadTasks" >> beam.Create(tasks)
+        | "SpreadTasks" >> beam.Reshuffle()
+        | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy)
+    )
+    unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets)
+    outputs = ImportOutputs(unique, dead, conflicts)
+    if sink is not None:
+        _ = outputs | "Write" >> sink()
+    counts = (
+        (stage_counts, dedupe_counts)
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    _ = (
+        counts
+        | "CountJson" >> beam.Map(lambda kv: orjson.dumps([kv[0][0], kv[0][1], kv[1]]).decode())
+        | "WriteCounts" >> beam.io.WriteToText(accounting_prefix, file_name_suffix=".ndjson")
+    )
+    return GraphOutputs(outputs, counts)

@@ -1,0 +1,140 @@
+"""Entry point: parse flags, check them, plan the reads, run the pipeline, write the report."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
+
+from pipeline import report as run_report
+from pipeline.graph import build_pipeline
+from pipeline.options import CheckedOptions, check_options, normalize_argv
+from transforms.records import ImportContext
+from transforms.sources import InputError, expand_patterns, plan_reads
+from transforms.timestamps import to_micros
+from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
+
+log = logging.getLogger("importer")
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+def local_runner_defaults(options: PipelineOptions) -> None:
+    """Without --runner, use the in-process runner on every core (the default DirectRunner would try
+    to download the Prism runner binary, which fails offline)."""
+    std = options.view_as(StandardOptions)
+    if std.runner is None:
+        std.runner = "FnApiRunner"
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = direct.direct_num_workers or 2
+        direct.direct_running_mode = "multi_processing" if direct.direct_num_workers > 1 else "in_memory"
+
+
+def new_run_id(started: datetime) -> str:
+    return f"import-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _remove_previous_outputs(output_dir: str) -> None:
+    """The importer owns these names under --output_dir; a re-run replaces them."""
+    patterns = [FileSystems.join(output_dir, ROWS_DIR, "part-*.parquet"),
+                FileSystems.join(output_dir, DEAD_LETTERS_PREFIX + "*"),
+                FileSystems.join(output_dir, CONFLICTS_PREFIX + "*")]
+    stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def _read_counts(prefix: str) -> list[tuple[str, str, int]]:
+    counts = []
+    for result in FileSystems.match([prefix + "*"]):
+        for meta in result.metadata_list:
+            with FileSystems.open(meta.path) as f:
+                counts += [tuple(orjson.loads(line)) for line in f.read().splitlines() if line.strip()]
+    return counts
+
+
+def _stage_seconds(result) -> dict[str, float]:
+    try:
+        dists = result.metrics().query(MetricsFilter().with_namespace("importer"))["distributions"]
+    except Exception:  # a runner without metrics support: the report just has no stage times
+        return {}
+    out: dict[str, float] = {}
+    for d in dists:
+        name = d.key.metric.name.removesuffix("_msecs")
+        out[name] = out.get(name, 0.0) + d.committed.sum / 1000
+    order = ["read", "parse", "validate", "normalize", "dedupe"]
+    return {k: round(out[k], 2) for k in order if k in out}
+
+
+def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
+    """Run one import; returns (exit code, report)."""
+    options = PipelineOptions(normalize_argv(list(argv or [])))
+    started = datetime.now(timezone.utc)
+    started_micros = to_micros(started)
+    checked: CheckedOptions = check_options(options, started_micros)
+    files = expand_patterns(checked.inputs)
+    tasks = plan_reads(files, checked.input_format, checked.split_bytes)
+    run_id = checked.run_id or new_run_id(started)
+    ctx = ImportContext(run_id, started_micros, checked.datasource_id)
+    local_runner_defaults(options)
+
+    temp_root = options.view_as(GoogleCloudOptions).temp_location or tempfile.mkdtemp(prefix="importer-")
+    accounting_prefix = FileSystems.join(temp_root, run_id, "accounting")
+    sink = None
+    if not checked.dry_run:
+        _remove_previous_outputs(checked.output_dir)
+        sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
+
+    log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
+    clock = time.monotonic()
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink)
+    result = p.run()
+    result.wait_until_finish()
+    wall = time.monotonic() - clock
+
+    report = run_report.assemble(_read_counts(accounting_prefix), [uri for uri, _ in files])
+    report.update({
+        "run_id": run_id,
+        "started_at": started.isoformat(),
+        "dry_run": checked.dry_run,
+        "wall_seconds": round(wall, 3),
+        "records_per_second": round(report["total"]["read"] / wall) if wall else None,
+        "stage_seconds": _stage_seconds(result),
+        "event_time_bounds": [checked.policy.min_micros, checked.policy.max_micros],
+    })
+    if not checked.dry_run:
+        report["outputs"] = {
+            "rows": FileSystems.join(checked.output_dir, ROWS_DIR),
+            "dead letters": FileSystems.join(checked.output_dir, "dead_letters"),
+            "conflicts": FileSystems.join(checked.output_dir, "conflicts"),
+        }
+    report_path = checked.report_path or (
+        FileSystems.join(checked.output_dir, "import_report.json") if checked.output_dir else None)
+    if report_path:
+        report.setdefault("outputs", {})["report"] = report_path
+        with FileSystems.create(report_path) as f:
+            f.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return (EXIT_OK if report["ok"] else EXIT_BAD_INPUT), report
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apache_beam", "pandera"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code, report = run(argv)
+    except (ValueError, InputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(run_report.summary(report))
+    return code

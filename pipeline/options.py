@@ -1,0 +1,149 @@
+"""Command-line options of the import, on one ``PipelineOptions`` subclass.
+
+Beam's own flags (``--runner``, ``--project``, ``--temp_location``, ``--direct_num_workers``…) pass
+through unchanged. ``--dry_run`` is declared by Beam itself (``TestOptions``, taking a value); ``normalize_argv``
+lets it stand alone, and the import gives it its meaning (read, validate, normalize, dedupe and
+report; write nothing) and clears Beam's copy so a Dataflow dry run is still submitted. ``check_options`` rejects impossible combinations before any work is done.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+
+from schemas.envelope import DATASOURCE_ID_PATTERN
+from transforms.sources import FORMATS
+from transforms.timestamps import TimestampPolicy, parse_instant
+
+DAY_MICROS = 86_400_000_000
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Let ``--dry_run`` stand alone (Beam's own declaration of it wants a value)."""
+    return ["--dry_run=true" if a == "--dry_run" else a for a in argv]
+
+
+class ImportOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--input", action="append", default=None, metavar="PATTERN",
+            help="Files to import: a path, a glob or a gs:// URI; repeat the flag for several patterns. "
+                 "Compression (.gz .bz2 .zst .deflate) is taken from the extension.")
+        parser.add_argument(
+            "--input_format", default="auto", choices=("auto",) + FORMATS,
+            help="Format of every input: ndjson (one envelope or array of envelopes per line), json (a "
+                 "file holding one array), csv (header named like the envelope fields, `data` as JSON text) "
+                 "or parquet. auto (default) decides per file from its extension.")
+        parser.add_argument(
+            "--datasource_id", default=None,
+            help="Datasource id (24 hex characters): the {id} of /collect/{id}/rlvt the events were sent to. "
+                 "Stored on every row.")
+        parser.add_argument(
+            "--output_dir", default=None,
+            help="Folder (local or gs://) for the file sink: rows/*.parquet, dead_letters/*.ndjson, "
+                 "conflicts/*.ndjson and import_report.json. Required unless --dry_run.")
+        parser.add_argument(
+            "--report_path", default=None,
+            help="Where to write the JSON run report (default: OUTPUT_DIR/import_report.json; with "
+                 "--dry_run and no --output_dir, only the summary is printed).")
+        parser.add_argument(
+            "--missing_timestamp", default="reject", choices=("reject", "fill"),
+            help="An event without `timestamp`: reject (default; dead letter `timestamp:missing`) or fill it "
+                 "with --default_timestamp and flag the row `timestamp:filled`.")
+        parser.add_argument(
+            "--default_timestamp", default=None, metavar="ISO_INSTANT",
+            help="Event time given to events without one when --missing_timestamp=fill "
+                 "(e.g. 2026-11-01T00:00:00Z).")
+        parser.add_argument(
+            "--timestamp_unit", default="auto", choices=("auto", "s", "ms", "us"),
+            help="Unit of `timestamp`: auto (default) decides per event by magnitude: below 1e11 seconds, "
+                 "below 1e14 milliseconds, below 1e17 microseconds.")
+        parser.add_argument(
+            "--min_event_time", default="2000-01-01T00:00:00Z", metavar="ISO_INSTANT",
+            help="Earliest accepted event time; earlier events are dead letters `timestamp:out_of_range`.")
+        parser.add_argument(
+            "--max_event_time", default=None, metavar="ISO_INSTANT",
+            help="Latest accepted event time (default: the run's start plus one day).")
+        parser.add_argument(
+            "--buckets", type=int, default=8,
+            help="Width of the dedupe shuffle: rows are grouped in this many hash buckets of eventId. "
+                 "Small locally (8); thousands on Dataflow so each bucket fits a worker's memory.")
+        parser.add_argument(
+            "--batch_size", type=int, default=20_000,
+            help="Records per batch between stages (Arrow tables of this many rows).")
+        parser.add_argument(
+            "--max_line_bytes", type=int, default=1 << 20,
+            help="Longer lines are dead letters `read:line_too_long` (default 1 MiB).")
+        parser.add_argument(
+            "--split_bytes", type=int, default=64 << 20,
+            help="Uncompressed NDJSON files larger than this are read in byte ranges of about this size, in "
+                 "parallel (default 64 MiB; 0 disables splitting).")
+        parser.add_argument(
+            "--run_id", default=None,
+            help="Id of this import run, stamped on every row and dead letter (default: generated).")
+
+
+@dataclass(frozen=True)
+class CheckedOptions:
+    """The import options after checks, in the types the stages use."""
+
+    inputs: list[str]
+    input_format: str
+    datasource_id: str | None
+    output_dir: str | None
+    report_path: str | None
+    dry_run: bool
+    policy: TimestampPolicy
+    buckets: int
+    batch_size: int
+    max_line_bytes: int
+    split_bytes: int
+    run_id: str | None
+
+
+def _instant(flag: str, text: str) -> int:
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise ValueError(f"{flag}={text!r} is not an ISO-8601 instant; write e.g. 2026-11-01T00:00:00Z") from None
+
+
+def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
+    """Fail fast, with what to do, on anything that cannot work."""
+    o = opts.view_as(ImportOptions)
+    beam_test = opts.view_as(TestOptions)
+    dry_run = str(beam_test.dry_run).lower() in ("true", "1", "yes")
+    beam_test.dry_run = False
+    if not o.input:
+        raise ValueError("nothing to import: give --input PATTERN (repeat it for several patterns)")
+    if o.datasource_id is not None and not re.fullmatch(DATASOURCE_ID_PATTERN, o.datasource_id):
+        raise ValueError(f"--datasource_id={o.datasource_id!r} must be 24 lower-case hex characters")
+    if not o.output_dir and not dry_run:
+        raise ValueError("give --output_dir DIR for the rows, dead letters and report, or use --dry_run")
+    if o.missing_timestamp == "fill" and not o.default_timestamp:
+        raise ValueError("--missing_timestamp=fill needs --default_timestamp ISO_INSTANT")
+    if o.default_timestamp and o.missing_timestamp != "fill":
+        raise ValueError("--default_timestamp is only used with --missing_timestamp=fill; add that flag")
+    lo = _instant("--min_event_time", o.min_event_time)
+    hi = _instant("--max_event_time", o.max_event_time) if o.max_event_time else started_micros + DAY_MICROS
+    if lo >= hi:
+        raise ValueError(f"--min_event_time must be before --max_event_time ({o.min_event_time} >= {hi})")
+    fill = _instant("--default_timestamp", o.default_timestamp) if o.default_timestamp else None
+    if fill is not None and not lo <= fill <= hi:
+        raise ValueError("--default_timestamp must lie between --min_event_time and --max_event_time")
+    for flag, value, low in (("--buckets", o.buckets, 1), ("--batch_size", o.batch_size, 1),
+                             ("--max_line_bytes", o.max_line_bytes, 64), ("--split_bytes", o.split_bytes, 0)):
+        if value < low:
+            raise ValueError(f"{flag} must be at least {low} (got {value})")
+    if o.split_bytes and o.split_bytes < o.max_line_bytes:
+        raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
+    return CheckedOptions(
+        inputs=list(o.input), input_format=o.input_format, datasource_id=o.datasource_id,
+        output_dir=o.output_dir, report_path=o.report_path, dry_run=dry_run,
+        policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),
+        buckets=o.buckets, batch_size=o.batch_size, max_line_bytes=o.max_line_bytes,
+        split_bytes=o.split_bytes, run_id=o.run_id,
+    )

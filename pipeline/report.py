@@ -1,0 +1,96 @@
+"""The run report: per input file and in total, where every record went, and whether it adds up.
+
+Invariant, per file: read = loaded + duplicate_exact + duplicate_conflicting + dead_lettered.
+(``already_present`` joins the right-hand side when a sink reports rows it found in the target.)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicting", "dead_lettered")
+
+
+def _file_entry() -> dict:
+    return {"read": 0, **{k: 0 for k in OUTCOMES}, "accounted": 0, "blank_lines": 0,
+            "dead_letter_reasons": {}, "label_issues": {}, "file_errors": []}
+
+
+def assemble(counts: list[tuple[str, str, int]], files: list[str]) -> dict:
+    """Per-file and total accounting from summed ``(uri, metric, n)`` counts."""
+    per_file: dict[str, dict] = defaultdict(_file_entry)
+    for uri in files:
+        per_file[uri]  # every input appears, even one that yielded nothing
+    for uri, metric, n in counts:
+        entry = per_file[uri]
+        kind, _, detail = metric.partition(":")
+        if kind == "dead_letter":
+            entry["dead_letter_reasons"][detail] = entry["dead_letter_reasons"].get(detail, 0) + n
+        elif kind == "label_issue":
+            entry["label_issues"][detail] = entry["label_issues"].get(detail, 0) + n
+        elif kind == "file_error":
+            entry["file_errors"].append(detail)
+        else:
+            entry[metric] = entry.get(metric, 0) + n
+    total = _file_entry()
+    problems: list[str] = []
+    for uri, entry in sorted(per_file.items()):
+        entry["dead_letter_reasons"] = dict(sorted(entry["dead_letter_reasons"].items()))
+        entry["label_issues"] = dict(sorted(entry["label_issues"].items()))
+        accounted = sum(entry[k] for k in OUTCOMES)
+        entry["accounted"] = accounted
+        entry["balanced"] = accounted == entry["read"]
+        if not entry["balanced"]:
+            problems.append(f"{uri}: read {entry['read']} but accounted for {accounted}")
+        for message in entry["file_errors"]:
+            problems.append(f"{uri}: could not be read to its end: {message}")
+        for key in ("read", "blank_lines", *OUTCOMES, "accounted"):
+            total[key] += entry[key]
+        for key in ("dead_letter_reasons", "label_issues"):
+            for code, n in entry[key].items():
+                total[key][code] = total[key].get(code, 0) + n
+        total["file_errors"].extend(f"{uri}: {m}" for m in entry["file_errors"])
+    total["balanced"] = total["accounted"] == total["read"]
+    total["dead_letter_reasons"] = dict(sorted(total["dead_letter_reasons"].items()))
+    total["label_issues"] = dict(sorted(total["label_issues"].items()))
+    return {"files": dict(sorted(per_file.items())), "total": total, "problems": problems, "ok": not problems}
+
+
+def summary(report: dict) -> str:
+    """The human summary printed at the end of a run."""
+    t = report["total"]
+    secs = report.get("wall_seconds") or 0
+    lines = [
+        f"Import {report['run_id']}{' (dry run: nothing written)' if report.get('dry_run') else ''}",
+        f"  files:                 {len(report['files'])}",
+        f"  records read:          {t['read']:,}" + (f"   (+{t['blank_lines']:,} blank lines)" if t["blank_lines"] else ""),
+        f"  loaded:                {t['loaded']:,}",
+    ]
+    if t["already_present"]:
+        lines.append(f"  already present:       {t['already_present']:,}")
+    lines += [
+        f"  exact duplicates:      {t['duplicate_exact']:,}",
+        f"  conflicting duplicates:{t['duplicate_conflicting']:>2,}",
+        f"  dead-lettered:         {t['dead_lettered']:,}",
+    ]
+    for code, n in t["dead_letter_reasons"].items():
+        lines.append(f"      {code:<28} {n:,}")
+    if t["label_issues"]:
+        lines.append("  label issues (rows kept):")
+        for code, n in t["label_issues"].items():
+            lines.append(f"      {code:<28} {n:,}")
+    if secs:
+        lines.append(f"  wall time:             {secs:.1f} s ({t['read'] / secs:,.0f} records/s)")
+    stages = report.get("stage_seconds") or {}
+    if stages:
+        lines.append("  time in stages (summed over workers): "
+                     + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+    if report.get("outputs"):
+        for name, where in report["outputs"].items():
+            lines.append(f"  {name + ':':<22} {where}")
+    if report["ok"]:
+        lines.append(f"  every record accounted for: read {t['read']:,} = loaded + duplicates + dead-lettered")
+    else:
+        lines.append("  PROBLEMS:")
+        lines += [f"    - {p}" for p in report["problems"]]
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""BigQuery table schemas in the API's JSON form, derived from ``schemas.envelope``.
+
+Kept as plain dicts (``SchemaField.from_api_repr`` takes them) so this package needs no cloud client.
+"""
+
+from __future__ import annotations
+
+from schemas.envelope import DEAD_LETTER_COLUMNS, OUTPUT_COLUMNS, OutputColumn
+
+PARTITION_COLUMN = "timestamp"
+CLUSTER_COLUMNS = ("key", "name", "clientId")
+
+_TYPES = {
+    "string": ("STRING", "NULLABLE"),
+    "int64": ("INTEGER", "NULLABLE"),
+    "bool": ("BOOLEAN", "NULLABLE"),
+    "timestamp": ("TIMESTAMP", "NULLABLE"),
+    "numeric": ("NUMERIC", "NULLABLE"),
+    "string_list": ("STRING", "REPEATED"),
+    "labels": ("RECORD", "REPEATED"),
+    "reasons": ("RECORD", "REPEATED"),
+}
+
+
+def bigquery_field(col: OutputColumn) -> dict:
+    bq_type, mode = _TYPES[col.kind]
+    if mode == "NULLABLE" and col.required:
+        mode = "REQUIRED"
+    field = {"name": col.name, "type": bq_type, "mode": mode, "description": col.description}
+    if col.fields:
+        field["fields"] = [bigquery_field(sub) for sub in col.fields]
+    return field
+
+
+def table_schema(columns: tuple[OutputColumn, ...] = OUTPUT_COLUMNS) -> list[dict]:
+    return [bigquery_field(c) for c in columns]
+
+
+EVENTS_SCHEMA = table_schema(OUTPUT_COLUMNS)
+DEAD_LETTER_TABLE_SCHEMA = table_schema(DEAD_LETTER_COLUMNS)

@@ -1,0 +1,277 @@
+"""The collector envelope, declared once.
+
+Every other representation of an event is derived from ``ENVELOPE`` and ``OUTPUT_COLUMNS`` below:
+the pandera model that validates incoming envelopes (``schemas.validation``), the Arrow schema of
+loaded rows and dead letters (``schemas.arrow``), the BigQuery table schema and the analysts' field
+documentation (``schemas.docs``). Change a field here and all of them follow.
+
+This module declares; it imports neither Beam nor any cloud client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# JSON wire types, as named in reason codes and dead letters.
+STRING, NUMBER, BOOLEAN, NULL, OBJECT, ARRAY, ABSENT = (
+    "string", "number", "boolean", "null", "object", "array", "absent",
+)
+
+MAX_ID_LENGTH = 256
+"""Longest ``eventId`` / ``tmpId`` accepted. Real ids are 25-36 characters; 256 leaves room for
+server-to-server senders while keeping a garbage blob out of the dedupe key."""
+
+MAX_NAME_LENGTH = 128
+"""Longest event ``name`` accepted (built-in names are under 20 characters)."""
+
+MAX_TEXT_LENGTH = 65_536
+"""Longest ``url`` / ``ua`` / ``b`` / ``id`` / ``clientId`` accepted (64 KiB)."""
+
+KEY_PATTERN = r"^[0-9a-f]{24}$"
+"""A company id is a MongoDB ObjectId: 24 lower-case hexadecimal characters."""
+
+DATASOURCE_ID_PATTERN = KEY_PATTERN
+
+
+@dataclass(frozen=True)
+class EnvelopeField:
+    """One top-level field of the collector envelope, as it travels on the wire."""
+
+    name: str
+    wire_types: tuple[str, ...]
+    required: bool
+    description: str
+    nullable: bool = False
+    pattern: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    equals: float | None = None
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """Wire types that pass the type rule (``null`` included when nullable)."""
+        return self.wire_types + ((NULL,) if self.nullable else ())
+
+
+ENVELOPE: tuple[EnvelopeField, ...] = (
+    EnvelopeField(
+        "key", (STRING,), True,
+        "Company id: 24 lower-case hex characters (a MongoDB ObjectId).",
+        pattern=KEY_PATTERN,
+    ),
+    EnvelopeField(
+        "tmpId", (STRING,), True,
+        "Device identifier persisted on the device (web cookie `rlvt_tmpId`, a cuid; iOS upper-case "
+        "UUID; Android lower-case UUID or 25 random characters; `android_id` from a known SDK bug).",
+        min_length=1, max_length=MAX_ID_LENGTH,
+    ),
+    EnvelopeField(
+        "eventId", (STRING,), True,
+        "Random identifier of one event; the dedupe key.",
+        min_length=1, max_length=MAX_ID_LENGTH,
+    ),
+    EnvelopeField(
+        "name", (STRING,), True,
+        "Event name: `page_view`, `product_page`, `category_view`, `brand_view`, `product_hover`, "
+        "`add_cart`, `purchase`, `purchase_references`, `identify`, or a custom name.",
+        min_length=1, max_length=MAX_NAME_LENGTH,
+    ),
+    EnvelopeField(
+        "url", (STRING,), True,
+        "Page URL or app deep link, or the literal `unknown`.",
+        max_length=MAX_TEXT_LENGTH,
+    ),
+    EnvelopeField(
+        "ua", (STRING,), False,
+        "User agent of the device (web senders only; mobile SDKs never put it in the body).",
+        nullable=True, max_length=MAX_TEXT_LENGTH,
+    ),
+    EnvelopeField(
+        "data", (OBJECT,), False,
+        "Labels: `ids`, `transId`, `value` and free labels. Absent means `{}`.",
+        nullable=True,
+    ),
+    EnvelopeField(
+        "clientId", (STRING,), False,
+        "Identifier of the user, when known; null or absent for anonymous users.",
+        nullable=True, max_length=MAX_TEXT_LENGTH,
+    ),
+    EnvelopeField(
+        "v", (NUMBER,), True,
+        "Protocol version; always 1.",
+        equals=1,
+    ),
+    EnvelopeField(
+        "b", (STRING,), False,
+        "Opaque workflow-link metadata (web only, usually absent).",
+        nullable=True, max_length=MAX_TEXT_LENGTH,
+    ),
+    EnvelopeField(
+        "id", (STRING,), False,
+        "Opaque workflow-link metadata (web only, usually absent).",
+        nullable=True, max_length=MAX_TEXT_LENGTH,
+    ),
+    EnvelopeField(
+        "timestamp", (NUMBER,), False,
+        "Unix time of the action in seconds, milliseconds or microseconds (unit detected by magnitude).",
+        nullable=True,
+    ),
+)
+
+ENVELOPE_BY_NAME = {f.name: f for f in ENVELOPE}
+
+# Labels with a meaning of their own inside `data`.
+RESERVED_LABELS = ("ids", "transId", "value")
+ANDROID_ID_LABEL = "id"
+"""Android SDKs send ``data.id`` (one string) instead of ``data.ids`` for item events."""
+UNSPLIT_ID_EVENTS = frozenset({"category_view", "brand_view"})
+"""Events whose single-string ``ids`` is one identifier even when it holds `;` `,` or `|`."""
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of the loaded table. ``kind`` is the logical type; ``schemas.arrow`` and
+    ``schemas.bigquery`` map it to their own types."""
+
+    name: str
+    kind: str  # string | int64 | bool | timestamp | numeric | string_list | labels
+    description: str
+    required: bool = False
+    group: str = "event"  # event | quality | lineage
+    fields: tuple["OutputColumn", ...] = field(default=())
+
+
+def _envelope_description(name: str, extra: str = "") -> str:
+    text = ENVELOPE_BY_NAME[name].description
+    return f"{text} {extra}".strip()
+
+
+OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
+    OutputColumn("eventId", "string", _envelope_description("eventId", "Unique in the table."), required=True),
+    OutputColumn(
+        "timestamp", "timestamp",
+        "Event time in UTC, from the sender's `timestamp` (exact to the millisecond; never the import "
+        "time). The DAY partitioning column.",
+        required=True,
+    ),
+    OutputColumn("key", "string", _envelope_description("key"), required=True),
+    OutputColumn(
+        "datasourceId", "string",
+        "Datasource id: the `{id}` of the `/collect/{id}/rlvt` path the events were sent to "
+        "(from the import's `--datasource_id`).",
+    ),
+    OutputColumn("name", "string", _envelope_description("name"), required=True),
+    OutputColumn("tmpId", "string", _envelope_description("tmpId"), required=True),
+    OutputColumn("clientId", "string", _envelope_description("clientId")),
+    OutputColumn(
+        "url", "string",
+        "Normalized URL: query and fragment dropped, scheme and host lower-cased, default port "
+        "dropped, empty path as `/`, internationalized hosts in IDNA (punycode) form. App deep links "
+        "keep their scheme and path; `unknown` stays `unknown`.",
+        required=True,
+    ),
+    OutputColumn("ua", "string", _envelope_description("ua")),
+    OutputColumn(
+        "ids", "string_list",
+        "Identifiers of the items the event is about, always a list: from `data.ids` (a list, or "
+        "one string split on `;` `,` `|` except for category and brand events) or Android's `data.id`.",
+    ),
+    OutputColumn("transId", "string", "Transaction / order id (`data.transId`), when the event has one."),
+    OutputColumn(
+        "value", "numeric",
+        "Monetary value (`data.value`) rounded half-up to 2 decimals; float artifacts such as "
+        "46.599998474121094 become 46.60. Null when absent or not a number.",
+    ),
+    OutputColumn(
+        "labels", "labels",
+        "Free labels from `data` (everything but `ids`, `transId`, `value` and Android's `id`), sorted "
+        "by key; numbers and booleans as canonical JSON text, nested values as compact JSON.",
+        fields=(
+            OutputColumn("key", "string", "Label name.", required=True),
+            OutputColumn("value", "string", "Label value as text; null when the sender sent null."),
+        ),
+    ),
+    OutputColumn("b", "string", _envelope_description("b")),
+    OutputColumn("id", "string", _envelope_description("id")),
+    OutputColumn("v", "int64", _envelope_description("v"), required=True),
+    OutputColumn(
+        "quality_flags", "string_list",
+        "Problems fixed or noted without rejecting the event, as codes: e.g. `value:not_a_number` "
+        "(value nulled), `labels:blank_key` (label dropped), `timestamp:filled` (no timestamp; "
+        "filled from `--default_timestamp`). Empty for clean events.",
+        group="quality",
+    ),
+    OutputColumn("source_uri", "string", "File (or subscription) the event was read from.", required=True,
+                 group="lineage"),
+    OutputColumn("source_line", "int64", "1-based line number (or row number) in the source file.",
+                 group="lineage"),
+    OutputColumn("source_index", "int64",
+                 "0-based position inside a JSON array of envelopes; null for a lone envelope.",
+                 group="lineage"),
+    OutputColumn("import_run_id", "string", "Id of the import run that loaded the row.", required=True,
+                 group="lineage"),
+    OutputColumn("imported_at", "timestamp", "When the import run started (UTC).", required=True,
+                 group="lineage"),
+)
+
+OUTPUT_BY_NAME = {c.name: c for c in OUTPUT_COLUMNS}
+CONTENT_COLUMNS = tuple(c.name for c in OUTPUT_COLUMNS if c.group != "lineage")
+"""Columns compared to tell an exact duplicate (same content) from a conflicting one."""
+
+
+# Dead letters: one shape for every rejected record, whatever stage rejected it.
+DEAD_LETTER_COLUMNS: tuple[OutputColumn, ...] = (
+    OutputColumn("run_id", "string", "Id of the import run that rejected the record.", required=True),
+    OutputColumn("processor", "string", "Importer name and version.", required=True),
+    OutputColumn("stage", "string", "Stage that rejected it: `read`, `parse`, `validate` or `normalize`.",
+                 required=True),
+    OutputColumn(
+        "reasons", "reasons",
+        "Every reason the record was rejected.",
+        required=True,
+        fields=(
+            OutputColumn("code", "string", "Machine-readable reason code, e.g. `key:pattern`.", required=True),
+            OutputColumn("field", "string", "Envelope field concerned, when there is one."),
+            OutputColumn("message", "string", "Human-readable explanation.", required=True),
+            OutputColumn("value", "string", "Excerpt of the offending value (at most 200 characters)."),
+        ),
+    ),
+    OutputColumn(
+        "raw_payload", "string",
+        "The record as received: the exact line (or, for one element of a JSON array, that element "
+        "as compact JSON; for CSV and Parquet, the row as JSON). Invalid UTF-8 is shown with "
+        "replacement characters here and kept exactly in `raw_payload_base64`.",
+    ),
+    OutputColumn("raw_payload_base64", "string",
+                 "Exact bytes of the record, base64, when they are not valid UTF-8 or were cut."),
+    OutputColumn("raw_bytes", "int64", "Size of the record in bytes."),
+    OutputColumn("source_uri", "string", "File (or subscription) the record came from.", required=True),
+    OutputColumn("source_line", "int64", "1-based line number (or row number) in the source."),
+    OutputColumn("source_index", "int64", "0-based position inside a JSON array, when it was in one."),
+    OutputColumn("rejected_at", "timestamp", "When the import run started (UTC).", required=True),
+)
+
+# Reason codes that are not field rules (field rules are `<field>:<rule>`, see schemas.validation).
+READ_REASONS = {
+    "read:invalid_utf8": "The line is not valid UTF-8.",
+    "read:line_too_long": "The line is longer than --max_line_bytes.",
+}
+PARSE_REASONS = {
+    "parse:invalid_json": "The record is not valid JSON.",
+    "parse:not_an_object": "The JSON value is neither an envelope object nor an array of envelopes.",
+    "parse:empty_array": "The line is a JSON array with no envelope in it.",
+    "parse:invalid_csv": "The CSV row does not match the header.",
+}
+TIMESTAMP_REASONS = {
+    "timestamp:missing": "No timestamp, and the missing-timestamp policy is `reject`.",
+    "timestamp:out_of_range": "The timestamp is outside the accepted event-time range.",
+    "timestamp:not_finite": "The timestamp is NaN or infinite.",
+}
+LABEL_ISSUES = {
+    "ids:invalid": "`data.ids` (or `data.id`) held something other than strings; the bad items were dropped.",
+    "transId:invalid": "`data.transId` was not a string or number; nulled.",
+    "value:not_a_number": "`data.value` was not a number or numeric string; nulled.",
+    "value:out_of_range": "`data.value` does not fit NUMERIC (29 integer digits); nulled.",
+    "labels:blank_key": "A label with an empty or blank name was dropped.",
+    "timestamp:filled": "The event had no timestamp; it was filled from --default_timestamp.",
+}

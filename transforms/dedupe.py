@@ -1,0 +1,104 @@
+"""Dedupe stage: one row per ``eventId`` across the whole import.
+
+Rows are spread over buckets by a hash of ``eventId`` (so the shuffle moves a few tables, not
+millions of rows); each bucket is then resolved on its own. The winner of a group is the row with
+the earliest event time, then the earliest input position (source URI, line, array index): a total
+order, so the result does not depend on bundle order. Losers whose content equals the winner's are
+exact duplicates (retries); the others are conflicting duplicates, and every version of such a group
+is set aside for review.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.envelope import CONTENT_COLUMNS
+
+SORT_KEYS = [("eventId", "ascending"), ("timestamp", "ascending"), ("source_uri", "ascending"),
+             ("source_line", "ascending"), ("source_index", "ascending")]
+
+
+def bucket_of(event_ids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Bucket number of each event id; stable across processes and runs of the same version."""
+    hashes = pl.Series(values=event_ids).hash(seed=0x5EED).to_numpy()
+    return (hashes % np.uint64(buckets)).astype(np.int64)
+
+
+def split_into_buckets(table: pa.Table, buckets: int) -> list[tuple[int, pa.Table]]:
+    """Partition a table by bucket; empty buckets are left out."""
+    if table.num_rows == 0:
+        return []
+    numbers = bucket_of(table.column("eventId"), buckets)
+    order = np.argsort(numbers, kind="stable")
+    ordered = table.take(pa.array(order))
+    sorted_numbers = numbers[order]
+    starts = np.flatnonzero(np.diff(sorted_numbers, prepend=-1))
+    ends = np.append(starts[1:], len(sorted_numbers))
+    return [(int(sorted_numbers[s]), ordered.slice(s, e - s)) for s, e in zip(starts, ends)]
+
+
+@dataclass
+class DedupeResult:
+    rows: pa.Table
+    conflicts: list[dict] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)  # (source_uri, metric) -> n
+
+
+def _differing(a: dict, b: dict) -> list[str]:
+    return [c for c in CONTENT_COLUMNS if a[c] != b[c]]
+
+
+def resolve_bucket(tables: list[pa.Table]) -> DedupeResult:
+    """Keep one row per eventId; count and classify the others."""
+    table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
+    if table.num_rows == 0:
+        return DedupeResult(table)
+    table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+    ids = table.column("eventId").combine_chunks()
+    first = np.ones(table.num_rows, dtype=bool)
+    if table.num_rows > 1:
+        first[1:] = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+    winners = table.filter(pa.array(first))
+    result = DedupeResult(winners)
+    result.counts.update(Counter(
+        (uri, "loaded") for uri in winners.column("source_uri").to_pylist()
+    ))
+    if first.all():
+        return result
+
+    # Only groups with more than one row reach per-row Python.
+    group_start = np.cumsum(first) - 1
+    group_size = np.bincount(group_start)
+    in_dup_group = group_size[group_start] > 1
+    dup_rows = table.filter(pa.array(in_dup_group)).to_pylist()
+    dup_first = first[in_dup_group]
+    groups: list[list[dict]] = []
+    for row, starts_group in zip(dup_rows, dup_first):
+        if starts_group:
+            groups.append([row])
+        else:
+            groups[-1].append(row)
+    for winner, *others in groups:
+        conflicting = False
+        for other in others:
+            diff = _differing(winner, other)
+            if diff:
+                conflicting = True
+                result.counts[(other["source_uri"], "duplicate_conflicting")] += 1
+            else:
+                result.counts[(other["source_uri"], "duplicate_exact")] += 1
+        if conflicting:
+            for version in (winner, *others):
+                result.conflicts.append({
+                    "eventId": winner["eventId"],
+                    "kept": version is winner,
+                    "differs_from_kept": [] if version is winner else _differing(winner, version),
+                    "row": version,
+                })
+    return result

@@ -1,0 +1,126 @@
+"""Label (`data`) normalization: one event's `data` object into typed columns and quality flags.
+
+Never raises and never rejects: a label that cannot be used is nulled or dropped and the problem is
+returned as a quality flag (codes in ``schemas.envelope.LABEL_ISSUES``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import orjson
+
+from schemas.envelope import ANDROID_ID_LABEL, RESERVED_LABELS, UNSPLIT_ID_EVENTS
+
+CENT = Decimal("0.01")
+NUMERIC_LIMIT = Decimal(10) ** 29  # BigQuery NUMERIC holds 29 integer digits
+_ID_SEPARATORS = re.compile(r"[;,|]")
+_CONSUMED = frozenset(RESERVED_LABELS) | {ANDROID_ID_LABEL}
+
+
+@dataclass
+class Labels:
+    ids: list[str] = field(default_factory=list)
+    trans_id: str | None = None
+    value: Decimal | None = None
+    labels: list[dict] = field(default_factory=list)  # [{"key": ..., "value": ...}] sorted by key
+    flags: list[str] = field(default_factory=list)
+
+
+def label_text(value: object) -> str | None:
+    """A free label's value as text: strings as they are, numbers and booleans as canonical JSON,
+    nested values as compact JSON with sorted keys, null as null."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def to_money(value: object) -> tuple[Decimal | None, str | None]:
+    """A monetary value rounded half-up to cents, or (None, flag).
+
+    Floats go through their shortest repr, so 46.599998474121094 → 46.60 and 2.675 → 2.68
+    (the sender meant the decimal it printed, not the binary fraction under it).
+    """
+    if isinstance(value, bool) or value is None:
+        return None, "value:not_a_number"
+    if isinstance(value, (int, float)):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None, "value:not_a_number"
+    try:
+        amount = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None, "value:not_a_number"
+    if not amount.is_finite():
+        return None, "value:not_a_number"
+    if abs(amount) >= NUMERIC_LIMIT:
+        return None, "value:out_of_range"
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP), None
+
+
+def _id_items(raw: object, split: bool) -> tuple[list[str], bool]:
+    """Ids from a list or a string; returns (ids, had_invalid_items)."""
+    if isinstance(raw, str):
+        parts = _ID_SEPARATORS.split(raw) if split else [raw]
+        return [p.strip() for p in parts if p.strip()], False
+    if isinstance(raw, list):
+        ids: list[str] = []
+        invalid = False
+        for item in raw:
+            if isinstance(item, str):
+                if item.strip():
+                    ids.append(item.strip())
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                ids.append(label_text(item))
+            elif item is not None:
+                invalid = True
+        return ids, invalid
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return [label_text(raw)], False
+    return [], raw is not None
+
+
+def normalize_labels(data: dict | None, event_name: str) -> Labels:
+    """Split ``data`` into ids, transId, value and free labels."""
+    out = Labels()
+    if not data:
+        return out
+    split = event_name not in UNSPLIT_ID_EVENTS
+    if "ids" in data:
+        out.ids, invalid = _id_items(data["ids"], split)
+    elif ANDROID_ID_LABEL in data:
+        out.ids, invalid = _id_items(data[ANDROID_ID_LABEL], False)
+    else:
+        invalid = False
+    if invalid:
+        out.flags.append("ids:invalid")
+
+    trans = data.get("transId")
+    if isinstance(trans, str):
+        out.trans_id = trans
+    elif isinstance(trans, (int, float)) and not isinstance(trans, bool):
+        out.trans_id = label_text(trans)
+    elif trans is not None:
+        out.flags.append("transId:invalid")
+
+    if "value" in data and data["value"] is not None:
+        out.value, flag = to_money(data["value"])
+        if flag:
+            out.flags.append(flag)
+
+    blank = False
+    for key in sorted(k for k in data if k not in _CONSUMED or (k == ANDROID_ID_LABEL and "ids" in data)):
+        if not key.strip():
+            blank = True
+            continue
+        out.labels.append({"key": key, "value": label_text(data[key])})
+    if blank:
+        out.flags.append("labels:blank_key")
+    return out

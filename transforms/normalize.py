@@ -1,0 +1,111 @@
+"""Normalize stage: valid envelopes into typed rows (an Arrow table in ``ROW_SCHEMA``).
+
+URLs are normalized per distinct value, timestamps as whole numpy columns; labels are per-row
+Python (their shapes vary per sender). An event whose time is missing (under the reject policy) or
+out of bounds is dead-lettered here; a label problem only nulls the label and flags the row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.arrow import ROW_SCHEMA
+from schemas.envelope import TIMESTAMP_REASONS
+from transforms.labels import normalize_labels
+from transforms.records import ImportContext, RecordBatch, dead_letter, reason
+from transforms.timestamps import TimestampPolicy, convert_epochs
+from transforms.urls import normalize_urls
+
+_TIME_STATUS = {1: "timestamp:missing", 2: "timestamp:not_finite", 3: "timestamp:out_of_range"}
+
+
+def _epochs(records: list[dict]) -> np.ndarray:
+    # validation guarantees a number or null/absent; huge ints become inf and fail the bounds
+    out = np.empty(len(records), dtype=np.float64)
+    for i, r in enumerate(records):
+        t = r.get("timestamp")
+        if t is None:
+            out[i] = np.nan
+        else:
+            try:
+                out[i] = t
+            except OverflowError:
+                out[i] = np.inf
+    return out
+
+
+def normalize_batch(
+    batch: RecordBatch, ctx: ImportContext, policy: TimestampPolicy
+) -> tuple[pa.Table, list[dict], Counter]:
+    """Returns (rows, dead letters, quality-flag counts)."""
+    records = batch.records
+    epochs = _epochs(records)
+    micros, status = convert_epochs(epochs, policy)
+    dead: list[dict] = []
+    bad = np.flatnonzero(status)
+    if bad.size:
+        for i in bad.tolist():
+            code = _TIME_STATUS[int(status[i])]
+            dead.append(dead_letter(
+                ctx, "normalize",
+                [reason(code, TIMESTAMP_REASONS[code], "timestamp", records[i].get("timestamp"))],
+                batch.raws[i], batch.source_uri, batch.line_numbers[i], batch.indexes[i],
+            ))
+        keep = np.flatnonzero(status == 0).tolist()
+        batch = batch.subset(keep)
+        records = batch.records
+        micros = micros[keep]
+        epochs = epochs[keep]
+    filled = np.isnan(epochs)
+
+    n = len(records)
+    ids, trans, values, labels, flags = [], [], [], [], []
+    flag_counts: Counter = Counter()
+    for i, r in enumerate(records):
+        lab = normalize_labels(r.get("data"), r["name"])
+        if filled[i]:
+            lab.flags.append("timestamp:filled")
+        ids.append(lab.ids)
+        trans.append(lab.trans_id)
+        values.append(lab.value)
+        labels.append(lab.labels)
+        flags.append(lab.flags)
+        flag_counts.update(lab.flags)
+
+    def col(name: str) -> list:
+        return [r.get(name) for r in records]
+
+    urls = normalize_urls(pa.array(col("url"), pa.string()))
+    columns = {
+        "eventId": col("eventId"),
+        "timestamp": pa.array(micros, pa.int64()).cast(ROW_SCHEMA.field("timestamp").type),
+        "key": col("key"),
+        "datasourceId": [ctx.datasource_id] * n,
+        "name": col("name"),
+        "tmpId": col("tmpId"),
+        "clientId": col("clientId"),
+        "url": urls,
+        "ua": col("ua"),
+        "ids": ids,
+        "transId": trans,
+        "value": values,
+        "labels": labels,
+        "b": col("b"),
+        "id": col("id"),
+        "v": [int(v) for v in col("v")],
+        "quality_flags": flags,
+        "source_uri": [batch.source_uri] * n,
+        "source_line": batch.line_numbers,
+        "source_index": batch.indexes,
+        "import_run_id": [ctx.run_id] * n,
+        "imported_at": pa.array([ctx.started_micros] * n, pa.int64()).cast(ROW_SCHEMA.field("imported_at").type),
+    }
+    arrays = [
+        columns[f.name] if isinstance(columns[f.name], (pa.Array, pa.ChunkedArray))
+        else pa.array(columns[f.name], f.type)
+        for f in ROW_SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=ROW_SCHEMA), dead, flag_counts

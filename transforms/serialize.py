@@ -1,0 +1,31 @@
+"""JSON lines for dead letters, conflicts and accounting (TIMESTAMPs as ISO-8601 with microseconds)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_micros(micros: int) -> str:
+    """UTC microseconds as ``2026-11-26T05:30:29.123000Z`` (always 6 fractional digits)."""
+    seconds, us = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def dead_letter_json(dead: dict) -> str:
+    return orjson.dumps({**dead, "rejected_at": iso_micros(dead["rejected_at"])}, default=_default).decode()
+
+
+def conflict_json(conflict: dict) -> str:
+    return orjson.dumps(conflict, default=_default,
+                        option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()

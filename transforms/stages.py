@@ -1,0 +1,193 @@
+"""Beam wrappers of the stages: one thin DoFn per stage, and the composites that chain them.
+
+Each DoFn calls the stage's pure function (``transforms.read``, ``parse``, ``validate``,
+``normalize``, ``dedupe``) on a whole batch and routes its outputs: the main output goes on, dead
+letters and counts go to tagged outputs. Counts are ``((source_uri, metric), n)`` pairs, summed at
+the end into the run report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms import dedupe, normalize, parse, read, validate
+from transforms.records import ImportContext, LineBatch
+from transforms.sources import ReadTask
+from transforms.timestamps import TimestampPolicy
+
+DEAD_LETTERS = "dead_letters"
+COUNTS = "counts"
+CONFLICTS = "conflicts"
+
+
+class _TimedDoFn(beam.DoFn):
+    """Records the milliseconds spent per batch in a distribution named after the stage."""
+
+    STAGE = "stage"
+
+    def __init__(self) -> None:
+        self._msecs = Metrics.distribution("importer", f"{self.STAGE}_msecs")
+        self._rows = Metrics.counter("importer", f"{self.STAGE}_records")
+
+    def _timed(self, started: float, rows: int) -> None:
+        self._msecs.update(int((time.perf_counter() - started) * 1000))
+        self._rows.inc(rows)
+
+
+class ReadSourceFn(_TimedDoFn):
+    """ReadTask → LineBatch / RecordBatch; over-long lines and broken files accounted for."""
+
+    STAGE = "read"
+
+    def __init__(self, ctx: ImportContext, limits: read.ReadLimits) -> None:
+        super().__init__()
+        self.ctx, self.limits = ctx, limits
+
+    def process(self, task: ReadTask, line_counts: dict) -> Iterator:
+        first_line = 1 + sum(line_counts.get((task.uri, k), 0) for k in range(task.split_index))
+        started = time.perf_counter()
+        for item in read.read_task(task, self.ctx, self.limits, first_line):
+            if isinstance(item, read.Count):
+                yield TaggedOutput(COUNTS, ((item.uri, item.metric), item.n))
+            elif isinstance(item, read.FileError):
+                yield TaggedOutput(COUNTS, ((item.uri, "file_error:" + item.message), 1))
+            elif isinstance(item, dict):
+                yield TaggedOutput(DEAD_LETTERS, item)
+            else:
+                self._timed(started, len(item.lines) if isinstance(item, LineBatch) else len(item))
+                yield item
+                started = time.perf_counter()
+
+
+class ParseRecordsFn(_TimedDoFn):
+    """LineBatch → RecordBatch of JSON objects (RecordBatches from structured readers pass through)."""
+
+    STAGE = "parse"
+
+    def __init__(self, ctx: ImportContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def process(self, batch) -> Iterator:
+        started = time.perf_counter()
+        if isinstance(batch, LineBatch):
+            records, dead = parse.parse_lines(batch, self.ctx)
+        else:
+            records, dead = parse.check_objects(batch, self.ctx)
+        self._timed(started, len(records) + len(dead))
+        yield TaggedOutput(COUNTS, ((batch.source_uri, "read"), len(records) + len(dead)))
+        yield from (TaggedOutput(DEAD_LETTERS, d) for d in dead)
+        if len(records):
+            yield records
+
+
+class ValidateEnvelopesFn(_TimedDoFn):
+    """RecordBatch → the envelopes that pass the pandera model."""
+
+    STAGE = "validate"
+
+    def __init__(self, ctx: ImportContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def process(self, batch) -> Iterator:
+        started = time.perf_counter()
+        valid, dead = validate.validate_batch(batch, self.ctx)
+        self._timed(started, len(batch))
+        yield from (TaggedOutput(DEAD_LETTERS, d) for d in dead)
+        if len(valid):
+            yield valid
+
+
+class NormalizeEventsFn(_TimedDoFn):
+    """RecordBatch → Arrow table of typed, normalized rows."""
+
+    STAGE = "normalize"
+
+    def __init__(self, ctx: ImportContext, policy: TimestampPolicy) -> None:
+        super().__init__()
+        self.ctx, self.policy = ctx, policy
+
+    def process(self, batch) -> Iterator:
+        started = time.perf_counter()
+        table, dead, flags = normalize.normalize_batch(batch, self.ctx, self.policy)
+        self._timed(started, len(batch))
+        yield from (TaggedOutput(DEAD_LETTERS, d) for d in dead)
+        for flag, n in flags.items():
+            yield TaggedOutput(COUNTS, ((batch.source_uri, "label_issue:" + flag), n))
+        if table.num_rows:
+            yield table
+
+
+class ResolveBucketFn(_TimedDoFn):
+    """(bucket, [tables]) → (bucket, deduped table); duplicates counted, conflicts set aside."""
+
+    STAGE = "dedupe"
+
+    def process(self, element) -> Iterator:
+        bucket, tables = element
+        started = time.perf_counter()
+        result = dedupe.resolve_bucket(list(tables))
+        self._timed(started, result.rows.num_rows)
+        for key, n in result.counts.items():
+            yield TaggedOutput(COUNTS, (key, n))
+        yield from (TaggedOutput(CONFLICTS, c) for c in result.conflicts)
+        if result.rows.num_rows:
+            yield bucket, result.rows
+
+
+def dead_letter_counts(dead: dict) -> Iterator:
+    uri = dead["source_uri"]
+    yield (uri, "dead_lettered"), 1
+    for code in {r["code"] for r in dead["reasons"]}:
+        yield (uri, "dead_letter:" + code), 1
+
+
+class ReadValidateNormalize(beam.PTransform):
+    """Read tasks → normalized Arrow tables, with dead letters and counts as tagged outputs."""
+
+    def __init__(self, ctx: ImportContext, limits: read.ReadLimits, policy: TimestampPolicy) -> None:
+        super().__init__()
+        self.ctx, self.limits, self.policy = ctx, limits, policy
+
+    def expand(self, tasks):
+        split = tasks | "SplitTasks" >> beam.Filter(lambda t: t.splits > 1)
+        line_counts = split | "CountLines" >> beam.Map(lambda t: ((t.uri, t.split_index), read.count_newlines(t)))
+        tags = (DEAD_LETTERS, COUNTS)
+        raw = tasks | "Read" >> beam.ParDo(
+            ReadSourceFn(self.ctx, self.limits), beam.pvalue.AsDict(line_counts)
+        ).with_outputs(*tags, main="batches")
+        parsed = raw.batches | "Parse" >> beam.ParDo(ParseRecordsFn(self.ctx)).with_outputs(*tags, main="records")
+        valid = parsed.records | "Validate" >> beam.ParDo(ValidateEnvelopesFn(self.ctx)).with_outputs(
+            DEAD_LETTERS, main="records")
+        rows = valid.records | "Normalize" >> beam.ParDo(NormalizeEventsFn(self.ctx, self.policy)).with_outputs(
+            *tags, main="rows")
+        dead = (raw.dead_letters, parsed.dead_letters, valid.dead_letters, rows.dead_letters) \
+            | "AllDeadLetters" >> beam.Flatten()
+        counts = (raw.counts, parsed.counts, rows.counts,
+                  dead | "CountDeadLetters" >> beam.FlatMap(dead_letter_counts)) \
+            | "StageCounts" >> beam.Flatten()
+        return rows.rows, dead, counts
+
+
+class DedupeEvents(beam.PTransform):
+    """Normalized tables → one row per eventId, as (bucket, table) pairs; conflicts and counts tagged."""
+
+    def __init__(self, buckets: int) -> None:
+        super().__init__()
+        self.buckets = buckets
+
+    def expand(self, tables):
+        buckets = self.buckets
+        resolved = (
+            tables
+            | "SplitIntoBuckets" >> beam.FlatMap(lambda t: dedupe.split_into_buckets(t, buckets))
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "ResolveBuckets" >> beam.ParDo(ResolveBucketFn()).with_outputs(CONFLICTS, COUNTS, main="rows")
+        )
+        return resolved.rows, resolved.conflicts, resolved.counts

@@ -1,0 +1,86 @@
+"""Validate stage: envelopes against the pandera model of the protocol, a whole batch at a time.
+
+Validation is lazy, so a record that breaks several rules reports every one of them. Records that
+break any rule become dead letters; pandera's failure cases are turned into plain dicts here so no
+pandera object travels further.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import polars as pl
+from pandera.errors import SchemaErrors
+
+from schemas.envelope import ABSENT, ARRAY, BOOLEAN, ENVELOPE, NULL, NUMBER, OBJECT, STRING
+from schemas.validation import WIRE_SUFFIX, Rule, envelope_schema, value_dtype
+from transforms.records import ImportContext, RecordBatch, dead_letter, reason
+
+_MISSING = object()
+_WIRE_TYPE = {str: STRING, int: NUMBER, float: NUMBER, bool: BOOLEAN, type(None): NULL,
+              dict: OBJECT, list: ARRAY, type(_MISSING): ABSENT}
+
+
+def _as_float(value: object) -> float | None:
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.copysign(math.inf, value)
+    return value if type(value) is float else None
+
+
+def wire_frame(records: list[dict]) -> pl.DataFrame:
+    """The frame pandera validates: each field's wire type and, when it is right, its value."""
+    columns: dict[str, pl.Series] = {}
+    for f in ENVELOPE:
+        values = [r.get(f.name, _MISSING) for r in records]
+        columns[f.name + WIRE_SUFFIX] = pl.Series(
+            f.name + WIRE_SUFFIX, [_WIRE_TYPE[type(v)] for v in values], dtype=pl.Utf8
+        )
+        dtype = value_dtype(f)
+        if dtype is pl.Utf8:
+            columns[f.name] = pl.Series(f.name, [v if type(v) is str else None for v in values], dtype=pl.Utf8)
+        elif dtype is pl.Float64:
+            columns[f.name] = pl.Series(f.name, [_as_float(v) for v in values], dtype=pl.Float64)
+    return pl.DataFrame(columns)
+
+
+def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
+    """Run the pandera model; returns the rules each failing row (by position) breaks."""
+    schema, rules = envelope_schema()
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return {}
+    failing: dict[int, list[Rule]] = defaultdict(list)
+    for column, number, index, value in zip(
+        cases["column"].to_list(), cases["check_number"].to_list(),
+        cases["index"].to_list(), cases["failure_case"].to_list(),
+    ):
+        rule = rules.get((column, number))
+        if rule is None or index is None:
+            # A schema-level failure (wrong dtype, missing column) is a bug in wire_frame, not bad input.
+            raise RuntimeError(f"unexpected validation failure on column {column!r}: {value}")
+        failing[int(index)].append(rule)
+    return failing
+
+
+def validate_batch(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
+    """Keep the envelopes that pass every rule; dead-letter the others with all their reasons."""
+    if not batch.records:
+        return batch, []
+    failing = failures_by_row(wire_frame(batch.records))
+    if not failing:
+        return batch, []
+    dead = []
+    for i, rules in sorted(failing.items()):
+        record = batch.records[i]
+        reasons = [reason(r.code, r.message, r.field, record.get(r.field)) for r in rules]
+        dead.append(dead_letter(ctx, "validate", reasons, batch.raws[i], batch.source_uri,
+                                batch.line_numbers[i], batch.indexes[i]))
+    keep = [i for i in range(len(batch)) if i not in failing]
+    return batch.subset(keep), dead
