@@ -88,9 +88,12 @@ def _split_lines(f, start: int, end: int | None, max_line: int) -> Iterator[tupl
     offset = start
     pending: list[bytes] = []
     pending_len = 0
+    # read1 hands over what one underlying read decompressed, so a stream that breaks loses nothing
+    # it had already decoded (a plain read(BLOCK) would raise and drop the whole block)
+    read = getattr(f, "read1", f.read)
     while True:
         try:
-            block = f.read(BLOCK)
+            block = read(BLOCK)
         except READ_ERRORS:
             if pending_len:  # the cut-off last line is a record too: it will fail to parse
                 yield b"".join(pending), pending_len

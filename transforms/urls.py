@@ -30,7 +30,8 @@ def _canonical_host(host: str) -> str:
     if host.isascii():
         return host
     try:
-        return host.encode("idna").decode("ascii")
+        # IDNA turns the ideographic full stops (。．｡) into dots: drop a trailing one it made
+        return host.encode("idna").decode("ascii").rstrip(".")
     except (UnicodeError, ValueError):
         return host  # best effort: keep the lower-cased Unicode form
 
@@ -44,12 +45,15 @@ def normalize_url(url: str) -> str:
     keep everything but a lower-cased scheme. Anything unparseable is kept with only its query and
     fragment removed. ``unknown`` stays ``unknown``.
     """
-    stripped = _strip_query_fragment(url.strip())
+    # strip after the cut: the text before a `?` may end in spaces ("x ?q" must give "x", as "x" does)
+    stripped = _strip_query_fragment(url).strip()
     try:
         parts = urlsplit(stripped)
         scheme = parts.scheme.lower()
         if scheme not in WEB_SCHEMES or not parts.netloc:
-            if not parts.scheme:
+            if not parts.scheme or stripped[: len(parts.scheme)].lower() != scheme:
+                # no scheme, or urlsplit found it only after dropping control characters or tabs:
+                # splicing its length onto the raw text would corrupt it
                 return stripped
             return scheme + stripped[len(parts.scheme):]
         host = parts.hostname or ""
