@@ -251,6 +251,17 @@ DEAD_LETTER_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("rejected_at", "timestamp", "When the import run started (UTC).", required=True),
 )
 
+# Conflicting duplicates: every version of an eventId whose copies differ.
+CONFLICT_COLUMNS: tuple[OutputColumn, ...] = (
+    OutputColumn("run_id", "string", "Id of the import run that found the conflict.", required=True),
+    OutputColumn("eventId", "string", "The eventId the versions share.", required=True),
+    OutputColumn("kept", "bool", "True for the version that was loaded (earliest event time, then earliest "
+                 "input position).", required=True),
+    OutputColumn("differs_from_kept", "string_list", "Columns in which this version differs from the kept one."),
+    OutputColumn("row", "string", "The normalized version, as a JSON object (with its lineage).", required=True),
+    OutputColumn("detected_at", "timestamp", "When the import run started (UTC).", required=True),
+)
+
 # Reason codes that are not field rules (field rules are `<field>:<rule>`, see schemas.validation).
 READ_REASONS = {
     "read:invalid_utf8": "The line is not valid UTF-8.",

@@ -95,6 +95,9 @@ def test_every_format_and_compression_is_read_and_accounted_for(mixed_export, tm
     # the conflicting copy in f.json lost to the earlier original, and both versions are kept aside
     conflicts = [orjson.loads(x) for f in (out / "conflicts").glob("*.ndjson") for x in f.read_bytes().splitlines()]
     assert sorted((c["kept"], c["differs_from_kept"]) for c in conflicts) == [(False, ["url"]), (True, [])]
+    assert {orjson.loads(c["row"])["url"] for c in conflicts} == {"https://changed.example/",
+                                                                  "https://shop.example.com/p/119"}
+    assert {c["run_id"] for c in conflicts} == {report["run_id"]}
     codes = sorted(r["code"] for d in dead_letters(out) for r in d["reasons"])
     assert codes == ["key:pattern"] + ["parse:invalid_json"] * 5 + ["parse:not_an_object"] * 5
     saved = orjson.loads((out / "import_report.json").read_bytes())

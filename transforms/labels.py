@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 import orjson
 
@@ -17,6 +17,8 @@ from schemas.envelope import ANDROID_ID_LABEL, RESERVED_LABELS, UNSPLIT_ID_EVENT
 
 CENT = Decimal("0.01")
 NUMERIC_LIMIT = Decimal(10) ** 29  # BigQuery NUMERIC holds 29 integer digits
+_MONEY_CONTEXT = Context(prec=40)
+"""Room for 29 integer digits and the cents: the default context (28 digits) cannot quantize them."""
 _ID_SEPARATORS = re.compile(r"[;,|]")
 _CONSUMED = frozenset(RESERVED_LABELS) | {ANDROID_ID_LABEL}
 
@@ -60,9 +62,12 @@ def to_money(value: object) -> tuple[Decimal | None, str | None]:
         return None, "value:not_a_number"
     if not amount.is_finite():
         return None, "value:not_a_number"
-    if abs(amount) >= NUMERIC_LIMIT:
+    if amount.copy_abs() >= NUMERIC_LIMIT:  # copy_abs: exact, abs() would round to 28 digits
         return None, "value:out_of_range"
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP), None
+    amount = amount.quantize(CENT, rounding=ROUND_HALF_UP, context=_MONEY_CONTEXT)
+    if amount.copy_abs() >= NUMERIC_LIMIT:  # rounded up past the limit
+        return None, "value:out_of_range"
+    return amount, None
 
 
 def _id_items(raw: object, split: bool) -> tuple[list[str], bool]:

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import orjson
 
+from transforms.timestamps import to_micros
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -26,6 +28,22 @@ def dead_letter_json(dead: dict) -> str:
     return orjson.dumps({**dead, "rejected_at": iso_micros(dead["rejected_at"])}, default=_default).decode()
 
 
+def _json_text(value: object) -> str:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()
+
+
+def conflict_record(conflict: dict) -> dict:
+    """A conflict from the dedupe stage in the shape of ``CONFLICT_COLUMNS``."""
+    row = conflict["row"]
+    return {
+        "run_id": row["import_run_id"],
+        "eventId": conflict["eventId"],
+        "kept": conflict["kept"],
+        "differs_from_kept": conflict["differs_from_kept"],
+        "row": _json_text(row),
+        "detected_at": iso_micros(to_micros(row["imported_at"])),
+    }
+
+
 def conflict_json(conflict: dict) -> str:
-    return orjson.dumps(conflict, default=_default,
-                        option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()
+    return orjson.dumps(conflict_record(conflict)).decode()

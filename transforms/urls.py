@@ -7,7 +7,7 @@ calling it once per distinct URL (pages repeat, so a batch holds far fewer disti
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -69,7 +69,8 @@ def normalize_url(url: str) -> str:
         netloc = f"{host}:{port}"
     if userinfo:
         netloc = f"{userinfo}@{netloc}"
-    return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
+    # not urlunsplit: with an empty netloc it would turn a path starting with `//` into the host
+    return f"{scheme}://{netloc}{parts.path or '/'}"
 
 
 _cached = lru_cache(maxsize=65_536)(normalize_url)
