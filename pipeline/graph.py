@@ -29,8 +29,9 @@ def build_pipeline(
     accounting_prefix: str,
     sink: Callable[[], beam.PTransform] | None,
 ) -> GraphOutputs:
-    """Add the import to ``p``. ``sink`` makes the PTransform that writes ``ImportOutputs``
-    (None: write nothing, as in a dry run). Summed counts are written under ``accounting_prefix``."""
+    """Add the import to ``p``. ``sink`` makes the PTransform that writes ``ImportOutputs`` and returns
+    counts of its own (None: write nothing, as in a dry run). Summed counts are written under
+    ``accounting_prefix``."""
     limits = ReadLimits(batch_size=opts.batch_size, max_line_bytes=opts.max_line_bytes)
     rows, dead, stage_counts = (
         p
@@ -40,10 +41,11 @@ def build_pipeline(
     )
     unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets)
     outputs = ImportOutputs(unique, dead, conflicts)
+    all_counts = [stage_counts, dedupe_counts]
     if sink is not None:
-        _ = outputs | "Write" >> sink()
+        all_counts.append(outputs | "Write" >> sink())
     counts = (
-        (stage_counts, dedupe_counts)
+        all_counts
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )

@@ -21,10 +21,41 @@ from pipeline.options import CheckedOptions, check_options, normalize_argv
 from transforms.records import ImportContext
 from transforms.sources import InputError, expand_patterns, plan_reads
 from transforms.timestamps import to_micros
+from transforms.bq_client import BigQueryTarget, TargetError
+from transforms.write_bigquery import WriteBigQuery
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
 
 log = logging.getLogger("importer")
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+
+
+def prepare_target(target: BigQueryTarget) -> dict[str, str]:
+    """Reach BigQuery and make sure the three tables can take the rows, before any work is done."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.api_core.exceptions import RetryError as ApiRetryError
+    from requests.exceptions import RequestException
+
+    from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
+    from transforms import bq_tables
+    from transforms.bq_client import make_client
+
+    client = make_client(target.events.project, target.endpoint, target.location)
+    done = {}
+    try:
+        for ref in {(t.project, t.dataset): t for t in (target.events, target.dead_letters, target.conflicts)}.values():
+            bq_tables.ensure_dataset(client, ref, target.location)
+        done[str(target.events)] = bq_tables.ensure_table(
+            client, target.events, EVENTS_SCHEMA, "Collector events, one row per eventId (rlvt-bigquery-importer).",
+            partitioned=True)
+        done[str(target.dead_letters)] = bq_tables.ensure_table(
+            client, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.")
+        done[str(target.conflicts)] = bq_tables.ensure_table(
+            client, target.conflicts, CONFLICT_TABLE_SCHEMA, "Every version of events whose copies differ.")
+    except (GoogleAPIError, ApiRetryError, RequestException) as err:
+        raise TargetError(f"cannot prepare the tables in {target.where}: {type(err).__name__}: {err}") from err
+    finally:
+        client.close()
+    return done
 
 
 def local_runner_defaults(options: PipelineOptions) -> None:
@@ -50,6 +81,20 @@ def _remove_previous_outputs(output_dir: str) -> None:
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
+
+
+def _is_target_failure(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return any(k in text for k in ("google.api_core", "GoogleAPI", "RetryError", "ConnectionError",
+                                   "ServiceUnavailable", "InternalServerError", "BadRequest", "NotFound",
+                                   "Forbidden", "TargetError", "Max retries exceeded"))
+
+
+def _remove_local(path: str) -> None:
+    import shutil
+
+    if "://" not in path:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_counts(prefix: str) -> list[tuple[str, str, int]]:
@@ -86,10 +131,20 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     ctx = ImportContext(run_id, started_micros, checked.datasource_id)
     local_runner_defaults(options)
 
-    temp_root = options.view_as(GoogleCloudOptions).temp_location or tempfile.mkdtemp(prefix="importer-")
-    accounting_prefix = FileSystems.join(temp_root, run_id, "accounting")
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    temp_root = temp_location or tempfile.mkdtemp(prefix="importer-")
+    work_dir = FileSystems.join(temp_root, run_id if temp_location else "work")
+    accounting_prefix = FileSystems.join(work_dir, "accounting")
     sink = None
-    if not checked.dry_run:
+    tables = None
+    if checked.dry_run:
+        pass
+    elif checked.target is not None:
+        log.info("writing to %s: %s", checked.target.where, checked.target.events)
+        tables = prepare_target(checked.target)
+        sink = lambda: WriteBigQuery(checked.target, FileSystems.join(work_dir, "staging"),  # noqa: E731
+                                     run_id, checked.buckets)
+    else:
         _remove_previous_outputs(checked.output_dir)
         sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
 
@@ -97,11 +152,20 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     clock = time.monotonic()
     p = beam.Pipeline(options=options)
     build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink)
-    result = p.run()
-    result.wait_until_finish()
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except Exception as err:
+        if checked.target is not None and _is_target_failure(err):
+            raise TargetError(f"writing to {checked.target.where} failed; the target table is unchanged "
+                              f"(the load and the MERGE are atomic), re-run the same import: {err}") from err
+        raise
+    finally:
+        _remove_local(FileSystems.join(work_dir, "staging"))
     wall = time.monotonic() - clock
 
     report = run_report.assemble(_read_counts(accounting_prefix), [uri for uri, _ in files])
+    _remove_local(work_dir if temp_location else temp_root)
     report.update({
         "run_id": run_id,
         "started_at": started.isoformat(),
@@ -111,7 +175,12 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         "stage_seconds": _stage_seconds(result),
         "event_time_bounds": [checked.policy.min_micros, checked.policy.max_micros],
     })
-    if not checked.dry_run:
+    if checked.target is not None and not checked.dry_run:
+        report["outputs"] = {"events table": f"{checked.target.events} ({checked.target.where})",
+                             "dead-letter table": str(checked.target.dead_letters),
+                             "conflicts table": str(checked.target.conflicts)}
+        report["tables"] = tables
+    elif not checked.dry_run:
         report["outputs"] = {
             "rows": FileSystems.join(checked.output_dir, ROWS_DIR),
             "dead letters": FileSystems.join(checked.output_dir, "dead_letters"),
@@ -133,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         code, report = run(argv)
+    except TargetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_TARGET
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

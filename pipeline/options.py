@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from schemas.envelope import DATASOURCE_ID_PATTERN
+from transforms.bq_client import BigQueryTarget, TableRef
 from transforms.sources import FORMATS
 from transforms.timestamps import TimestampPolicy, parse_instant
 
@@ -45,6 +46,24 @@ class ImportOptions(PipelineOptions):
             "--output_dir", default=None,
             help="Folder (local or gs://) for the file sink: rows/*.parquet, dead_letters/*.ndjson, "
                  "conflicts/*.ndjson and import_report.json. Required unless --dry_run.")
+        parser.add_argument(
+            "--output_table", default=None, metavar="PROJECT.DATASET.TABLE",
+            help="BigQuery sink: the events table (also PROJECT:DATASET.TABLE), created when absent, DAY-"
+                 "partitioned on the event time. Rows are staged, loaded once and MERGEd on eventId, so a "
+                 "re-run adds nothing. Exclusive with --output_dir.")
+        parser.add_argument(
+            "--dead_letter_table", default=None, metavar="PROJECT.DATASET.TABLE",
+            help="Table that receives the dead letters (default: OUTPUT_TABLE_dead_letters).")
+        parser.add_argument(
+            "--conflicts_table", default=None, metavar="PROJECT.DATASET.TABLE",
+            help="Table that receives every version of conflicting duplicates (default: OUTPUT_TABLE_conflicts).")
+        parser.add_argument(
+            "--bigquery_endpoint", default=None, metavar="URL",
+            help="BigQuery API endpoint, e.g. http://127.0.0.1:9050 for the local emulator (anonymous "
+                 "credentials). Unset: real BigQuery with Application Default Credentials.")
+        parser.add_argument(
+            "--bigquery_location", default=None,
+            help="BigQuery location of the dataset when it has to be created (e.g. EU, US).")
         parser.add_argument(
             "--report_path", default=None,
             help="Where to write the JSON run report (default: OUTPUT_DIR/import_report.json; with "
@@ -94,6 +113,7 @@ class CheckedOptions:
     input_format: str
     datasource_id: str | None
     output_dir: str | None
+    target: BigQueryTarget | None
     report_path: str | None
     dry_run: bool
     policy: TimestampPolicy
@@ -121,8 +141,29 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         raise ValueError("nothing to import: give --input PATTERN (repeat it for several patterns)")
     if o.datasource_id is not None and not re.fullmatch(DATASOURCE_ID_PATTERN, o.datasource_id):
         raise ValueError(f"--datasource_id={o.datasource_id!r} must be 24 lower-case hex characters")
-    if not o.output_dir and not dry_run:
-        raise ValueError("give --output_dir DIR for the rows, dead letters and report, or use --dry_run")
+    if o.output_dir and o.output_table:
+        raise ValueError("choose one sink: --output_dir (files) or --output_table (BigQuery), not both")
+    if not o.output_dir and not o.output_table and not dry_run:
+        raise ValueError("give --output_table PROJECT.DATASET.TABLE (BigQuery) or --output_dir DIR (files), "
+                         "or use --dry_run")
+    target = None
+    if o.output_table:
+        events = TableRef.parse(o.output_table)
+        target = BigQueryTarget(
+            events=events,
+            dead_letters=TableRef.parse(o.dead_letter_table) if o.dead_letter_table
+            else events.sibling(events.table + "_dead_letters"),
+            conflicts=TableRef.parse(o.conflicts_table) if o.conflicts_table
+            else events.sibling(events.table + "_conflicts"),
+            endpoint=o.bigquery_endpoint.rstrip("/") if o.bigquery_endpoint else None,
+            location=o.bigquery_location,
+        )
+        if len({target.events, target.dead_letters, target.conflicts}) < 3:
+            raise ValueError("--output_table, --dead_letter_table and --conflicts_table must be three different tables")
+    elif o.dead_letter_table or o.conflicts_table or o.bigquery_endpoint:
+        raise ValueError("--dead_letter_table, --conflicts_table and --bigquery_endpoint need --output_table")
+    if o.bigquery_endpoint and not re.fullmatch(r"https?://[^\s/]+(/.*)?", o.bigquery_endpoint):
+        raise ValueError(f"--bigquery_endpoint={o.bigquery_endpoint!r} must be an http(s) URL")
     if o.missing_timestamp == "fill" and not o.default_timestamp:
         raise ValueError("--missing_timestamp=fill needs --default_timestamp ISO_INSTANT")
     if o.default_timestamp and o.missing_timestamp != "fill":
@@ -142,7 +183,7 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
     return CheckedOptions(
         inputs=list(o.input), input_format=o.input_format, datasource_id=o.datasource_id,
-        output_dir=o.output_dir, report_path=o.report_path, dry_run=dry_run,
+        output_dir=o.output_dir, target=target, report_path=o.report_path, dry_run=dry_run,
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),
         buckets=o.buckets, batch_size=o.batch_size, max_line_bytes=o.max_line_bytes,
         split_bytes=o.split_bytes, run_id=o.run_id,

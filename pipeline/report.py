@@ -89,7 +89,8 @@ def summary(report: dict) -> str:
         for name, where in report["outputs"].items():
             lines.append(f"  {name + ':':<22} {where}")
     if report["ok"]:
-        lines.append(f"  every record accounted for: read {t['read']:,} = loaded + duplicates + dead-lettered")
+        present = " + already present" if t["already_present"] else ""
+        lines.append(f"  every record accounted for: read {t['read']:,} = loaded{present} + duplicates + dead-lettered")
     else:
         lines.append("  PROBLEMS:")
         lines += [f"    - {p}" for p in report["problems"]]

@@ -31,9 +31,8 @@ def parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list
             value = loads(raw)
         except orjson.JSONDecodeError as err:
             if raw.startswith(BOM):
-                raw = raw[len(BOM):]
-                try:
-                    value = loads(raw)
+                try:  # the BOM is skipped for parsing only: raw stays the exact line for dead letters
+                    value = loads(raw[len(BOM):])
                 except orjson.JSONDecodeError as err2:
                     err = err2
                 else:

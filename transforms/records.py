@@ -63,7 +63,13 @@ def excerpt(value: object) -> str | None:
     """A short printable excerpt of an offending value, for a reason."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value, default=str).decode()
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits (a CSV cell): orjson refuses it
+            text = str(value)
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
