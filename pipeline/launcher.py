@@ -37,24 +37,23 @@ def prepare_target(target: BigQueryTarget) -> dict[str, str]:
 
     from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
     from transforms import bq_tables
-    from transforms.bq_client import make_client
 
-    client = make_client(target.events.project, target.endpoint, target.location)
+    bq = target.connect()
     done = {}
     try:
         for ref in {(t.project, t.dataset): t for t in (target.events, target.dead_letters, target.conflicts)}.values():
-            bq_tables.ensure_dataset(client, ref, target.location)
+            bq_tables.ensure_dataset(bq, ref, target.location)
         done[str(target.events)] = bq_tables.ensure_table(
-            client, target.events, EVENTS_SCHEMA, "Collector events, one row per eventId (rlvt-bigquery-importer).",
+            bq, target.events, EVENTS_SCHEMA, "Collector events, one row per eventId (rlvt-bigquery-importer).",
             partitioned=True)
         done[str(target.dead_letters)] = bq_tables.ensure_table(
-            client, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.")
+            bq, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.")
         done[str(target.conflicts)] = bq_tables.ensure_table(
-            client, target.conflicts, CONFLICT_TABLE_SCHEMA, "Every version of events whose copies differ.")
+            bq, target.conflicts, CONFLICT_TABLE_SCHEMA, "Every version of events whose copies differ.")
     except (GoogleAPIError, ApiRetryError, RequestException) as err:
         raise TargetError(f"cannot prepare the tables in {target.where}: {type(err).__name__}: {err}") from err
     finally:
-        client.close()
+        bq.close()
     return done
 
 

@@ -65,6 +65,9 @@ class ImportOptions(PipelineOptions):
             "--bigquery_location", default=None,
             help="BigQuery location of the dataset when it has to be created (e.g. EU, US).")
         parser.add_argument(
+            "--bigquery_retry_seconds", type=float, default=60.0,
+            help="How long each BigQuery call is retried on transient errors before the run fails (default 60).")
+        parser.add_argument(
             "--report_path", default=None,
             help="Where to write the JSON run report (default: OUTPUT_DIR/import_report.json; with "
                  "--dry_run and no --output_dir, only the summary is printed).")
@@ -157,6 +160,7 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
             else events.sibling(events.table + "_conflicts"),
             endpoint=o.bigquery_endpoint.rstrip("/") if o.bigquery_endpoint else None,
             location=o.bigquery_location,
+            retry_seconds=o.bigquery_retry_seconds,
         )
         if len({target.events, target.dead_letters, target.conflicts}) < 3:
             raise ValueError("--output_table, --dead_letter_table and --conflicts_table must be three different tables")

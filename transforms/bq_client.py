@@ -68,6 +68,10 @@ class BigQueryTarget:
     conflicts: TableRef
     endpoint: str | None = None  # None: real BigQuery with Application Default Credentials
     location: str | None = None
+    retry_seconds: float = CALL_DEADLINE_SECONDS
+
+    def connect(self) -> BigQuerySession:
+        return BigQuerySession(make_client(self.events.project, self.endpoint, self.location), self.retry_seconds)
 
     @property
     def where(self) -> str:
@@ -88,7 +92,21 @@ def make_client(project: str, endpoint: str | None, location: str | None = None)
                            client_options=ClientOptions(api_endpoint=endpoint))
 
 
-def retry(deadline: float = CALL_DEADLINE_SECONDS):
-    from google.cloud import bigquery
+@dataclass
+class BigQuerySession:
+    """A client and the retry deadline every call made with it gets."""
 
-    return bigquery.DEFAULT_RETRY.with_deadline(deadline)
+    client: object
+    retry_seconds: float = CALL_DEADLINE_SECONDS
+
+    def retry(self):
+        from google.cloud import bigquery
+
+        return bigquery.DEFAULT_RETRY.with_deadline(self.retry_seconds)
+
+    @property
+    def timeout(self) -> float:
+        return min(30.0, self.retry_seconds)
+
+    def close(self) -> None:
+        self.client.close()

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.bigquery import CLUSTER_COLUMNS, PARTITION_COLUMN
-from transforms.bq_client import JOB_TIMEOUT_SECONDS, TableRef, TargetError, retry
+from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, TableRef, TargetError
 
 log = logging.getLogger(__name__)
 STAGING_EXPIRY = timedelta(days=1)
@@ -30,20 +30,20 @@ def _bigquery():
 
 
 def schema_fields(schema_json: list[dict]):
-    bq = _bigquery()
-    return [bq.SchemaField.from_api_repr(f) for f in schema_json]
+    bigquery = _bigquery()
+    return [bigquery.SchemaField.from_api_repr(f) for f in schema_json]
 
 
-def ensure_dataset(client, ref: TableRef, location: str | None = None) -> None:
-    bq = _bigquery()
-    dataset = bq.Dataset(f"{ref.project}.{ref.dataset}")
+def ensure_dataset(bq: BigQuerySession, ref: TableRef, location: str | None = None) -> None:
+    bigquery = _bigquery()
+    dataset = bigquery.Dataset(f"{ref.project}.{ref.dataset}")
     if location:
         dataset.location = location
-    client.create_dataset(dataset, exists_ok=True, retry=retry(), timeout=30)
+    bq.client.create_dataset(dataset, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
 
 
 def _describe(field) -> str:
-    return f"{field.name} {field.field_type} {field.mode or 'NULLABLE'}"
+    return f"{field.field_type} {field.mode or 'NULLABLE'}"
 
 
 def schema_differences(existing: list, wanted: list, path: str = "") -> tuple[list, list[str]]:
@@ -79,26 +79,26 @@ def schema_differences(existing: list, wanted: list, path: str = "") -> tuple[li
     return add, problems
 
 
-def ensure_table(client, ref: TableRef, schema_json: list[dict], description: str,
+def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], description: str,
                  partitioned: bool = False) -> str:
     """Create the table from the schema source, or check (and extend) an existing one.
 
     Returns what was done: ``created``, ``extended: …`` or ``exists``. An incompatible table raises
     ``TargetError`` naming each difference, before anything is written.
     """
-    bq = _bigquery()
+    bigquery = _bigquery()
     from google.api_core.exceptions import NotFound
 
     wanted = schema_fields(schema_json)
     try:
-        table = client.get_table(ref.api_id, retry=retry(), timeout=30)
+        table = bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
     except NotFound:
-        table = bq.Table(ref.api_id, schema=wanted)
+        table = bigquery.Table(ref.api_id, schema=wanted)
         table.description = description
         if partitioned:
-            table.time_partitioning = bq.TimePartitioning(type_=bq.TimePartitioningType.DAY, field=PARTITION_COLUMN)
+            table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN)
             table.clustering_fields = list(CLUSTER_COLUMNS)
-        client.create_table(table, exists_ok=True, retry=retry(), timeout=30)
+        bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
         return "created"
     add, problems = schema_differences(list(table.schema), wanted)
     if problems:
@@ -106,7 +106,7 @@ def ensure_table(client, ref: TableRef, schema_json: list[dict], description: st
                           + ". Import into another table, or migrate this one.")
     if add:
         table.schema = list(table.schema) + add
-        client.update_table(table, ["schema"], retry=retry(), timeout=30)
+        bq.client.update_table(table, ["schema"], retry=bq.retry(), timeout=bq.timeout)
         return "extended: " + ", ".join(f.name for f in add)
     return "exists"
 
@@ -132,57 +132,57 @@ def _local_copy(paths: list[str], suffix: str) -> str:
     return combined
 
 
-def load_files(client, ref: TableRef, paths: list[str], schema_json: list[dict], source_format: str,
+def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json: list[dict], source_format: str,
                *, replace: bool, expires: bool = False) -> int:
     """One load job of all ``paths`` (local or gs://) into ``ref``; returns the rows loaded."""
-    bq = _bigquery()
-    config = bq.LoadJobConfig(
+    bigquery = _bigquery()
+    config = bigquery.LoadJobConfig(
         schema=schema_fields(schema_json),
         source_format=source_format,
         write_disposition="WRITE_TRUNCATE" if replace else "WRITE_APPEND",
         create_disposition="CREATE_IF_NEEDED",
     )
-    if source_format == bq.SourceFormat.PARQUET:
-        config.parquet_options = bq.ParquetOptions()
+    if source_format == bigquery.SourceFormat.PARQUET:
+        config.parquet_options = bigquery.ParquetOptions()
         config.parquet_options.enable_list_inference = True
     if all(p.startswith("gs://") for p in paths):
-        job = client.load_table_from_uri(paths, ref.api_id, job_config=config, retry=retry())
+        job = bq.client.load_table_from_uri(paths, ref.api_id, job_config=config, retry=bq.retry())
     elif any(p.startswith("gs://") for p in paths):
         raise TargetError("staged files are partly on gs:// and partly local; use one --temp_location")
     else:
-        combined = _local_copy(paths, ".parquet" if source_format == bq.SourceFormat.PARQUET else ".ndjson")
+        combined = _local_copy(paths, ".parquet" if source_format == bigquery.SourceFormat.PARQUET else ".ndjson")
         try:
             with open(combined, "rb") as f:
-                job = client.load_table_from_file(f, ref.api_id, job_config=config, timeout=JOB_TIMEOUT_SECONDS)
+                job = bq.client.load_table_from_file(f, ref.api_id, job_config=config, timeout=JOB_TIMEOUT_SECONDS)
         finally:
             os.unlink(combined)
-    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=retry())
+    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
     if expires:
-        table = client.get_table(ref.api_id, retry=retry(), timeout=30)
+        table = bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
         table.expires = datetime.now(timezone.utc) + STAGING_EXPIRY
-        client.update_table(table, ["expires"], retry=retry(), timeout=30)
+        bq.client.update_table(table, ["expires"], retry=bq.retry(), timeout=bq.timeout)
     return int(job.output_rows or 0)
 
 
-def query(client, sql: str, params: dict | None = None) -> list[dict]:
+def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dict]:
     """Run SQL with named parameters (values never go into the SQL text)."""
-    bq = _bigquery()
+    bigquery = _bigquery()
     kinds = {int: "INT64", str: "STRING", datetime: "TIMESTAMP", float: "FLOAT64", bool: "BOOL"}
-    config = bq.QueryJobConfig(query_parameters=[
-        bq.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
     ])
-    job = client.query(sql, job_config=config, retry=retry())
-    return [dict(row.items()) for row in job.result(timeout=JOB_TIMEOUT_SECONDS, retry=retry())]
+    job = bq.client.query(sql, job_config=config, retry=bq.retry())
+    return [dict(row.items()) for row in job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())]
 
 
-def time_range(client, staging: TableRef) -> tuple[datetime, datetime] | None:
-    rows = query(client, f"SELECT MIN({PARTITION_COLUMN}) AS lo, MAX({PARTITION_COLUMN}) AS hi FROM {staging.sql}")
+def time_range(bq: BigQuerySession, staging: TableRef) -> tuple[datetime, datetime] | None:
+    rows = query(bq, f"SELECT MIN({PARTITION_COLUMN}) AS lo, MAX({PARTITION_COLUMN}) AS hi FROM {staging.sql}")
     if not rows or rows[0]["lo"] is None:
         return None
     return rows[0]["lo"], rows[0]["hi"]
 
 
-def merge_new_rows(client, target: TableRef, staging: TableRef, columns: list[str],
+def merge_new_rows(bq: BigQuerySession, target: TableRef, staging: TableRef, columns: list[str],
                    lo: datetime, hi: datetime) -> int:
     """Insert the staged rows whose eventId is not in the target; returns how many were inserted."""
     cols = ", ".join(f"`{c}`" for c in columns)
@@ -192,15 +192,15 @@ def merge_new_rows(client, target: TableRef, staging: TableRef, columns: list[st
         f"ON T.eventId = S.eventId AND T.{PARTITION_COLUMN} BETWEEN @lo AND @hi "
         f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
     )
-    bq = _bigquery()
-    config = bq.QueryJobConfig(query_parameters=[
-        bq.ScalarQueryParameter("lo", "TIMESTAMP", lo), bq.ScalarQueryParameter("hi", "TIMESTAMP", hi)])
-    job = client.query(sql, job_config=config, retry=retry())
-    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=retry())
+    bigquery = _bigquery()
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("lo", "TIMESTAMP", lo), bigquery.ScalarQueryParameter("hi", "TIMESTAMP", hi)])
+    job = bq.client.query(sql, job_config=config, retry=bq.retry())
+    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
     return int(job.num_dml_affected_rows or 0)
 
 
-def rows_by_source(client, table: TableRef, run_id: str | None = None,
+def rows_by_source(bq: BigQuerySession, table: TableRef, run_id: str | None = None,
                    lo: datetime | None = None, hi: datetime | None = None) -> dict[str, int]:
     """Rows per ``source_uri`` (of one run, within an event-time range, when given)."""
     where, params = [], {}
@@ -214,8 +214,8 @@ def rows_by_source(client, table: TableRef, run_id: str | None = None,
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " GROUP BY source_uri"
-    return {r["source_uri"]: int(r["n"]) for r in query(client, sql, params)}
+    return {r["source_uri"]: int(r["n"]) for r in query(bq, sql, params)}
 
 
-def drop_table(client, ref: TableRef) -> None:
-    client.delete_table(ref.api_id, not_found_ok=True, retry=retry(), timeout=30)
+def drop_table(bq: BigQuerySession, ref: TableRef) -> None:
+    bq.client.delete_table(ref.api_id, not_found_ok=True, retry=bq.retry(), timeout=bq.timeout)

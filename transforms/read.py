@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
 from transforms.sources import DECOMPRESSION_ERRORS, ReadTask, open_source
+from transforms.timestamps import to_micros
 
 log = logging.getLogger(__name__)
 BLOCK = 8 << 20
@@ -129,6 +130,8 @@ def read_ndjson(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_li
             if _skip_partial_line(f):
                 line_no += 1
             start = f.tell()
+            if task.end is not None and start >= task.end:
+                return  # a line spans this whole range: the task it starts in reads it
         else:
             start = 0
         yield from _line_batches(_split_lines(f, start, task.end, limits.max_line_bytes),
@@ -273,7 +276,8 @@ def _parquet_record(row: dict) -> dict:
         row["data"] = {k: v for k, v in data.items() if v is not None}
     ts = row.get("timestamp")
     if hasattr(ts, "timestamp"):  # a TIMESTAMP column: epoch microseconds
-        row["timestamp"] = int(ts.timestamp()) * 1_000_000 + ts.microsecond
+        # to_micros, not ts.timestamp(): that reads a naive (no time zone) value in the worker's local time
+        row["timestamp"] = to_micros(ts)
     return {k: v for k, v in row.items() if v is not None or k == "clientId"}
 
 
@@ -284,7 +288,8 @@ def read_parquet(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iter
         for arrow_batch in parquet.iter_batches(batch_size=limits.batch_size):
             batch = RecordBatch(task.uri)
             for row in arrow_batch.to_pylist():
-                batch.append(_parquet_record(row), orjson.dumps(row, default=str), row_no, None)
+                raw = orjson.dumps(row, default=str)  # before _parquet_record rewrites the row in place
+                batch.append(_parquet_record(row), raw, row_no, None)
                 row_no += 1
             yield batch
 

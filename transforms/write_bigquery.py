@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
 from transforms import bq_tables
-from transforms.bq_client import BigQueryTarget, make_client
+from transforms.bq_client import BigQueryTarget
 from transforms.serialize import conflict_json, dead_letter_json
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ImportOutputs, WriteParquetFn
 
@@ -32,13 +32,16 @@ def staging_table(target: BigQueryTarget, run_id: str):
 class LoadAndMergeFn(beam.DoFn):
     """Runs once, after every staged file is written: loads, merges, appends dead letters/conflicts."""
 
-    def __init__(self, target: BigQueryTarget, run_id: str, client_factory=make_client) -> None:
-        self.target, self.run_id, self.client_factory = target, run_id, client_factory
+    def __init__(self, target: BigQueryTarget, run_id: str) -> None:
+        self.target, self.run_id = target, run_id
         self._load_ms = Metrics.distribution("importer", "bigquery_load_msecs")
         self._merge_ms = Metrics.distribution("importer", "bigquery_merge_msecs")
 
     def setup(self) -> None:
-        self.client = self.client_factory(self.target.events.project, self.target.endpoint, self.target.location)
+        self.bq = self.target.connect()
+
+    def teardown(self) -> None:
+        self.bq.close()
 
     def process(self, _, row_files, dead_files, conflict_files):
         yield from self._merge_rows(sorted(row_files))
@@ -46,7 +49,7 @@ class LoadAndMergeFn(beam.DoFn):
                                      (conflict_files, self.target.conflicts, CONFLICT_TABLE_SCHEMA)):
             files = [f for f in files if FileSystems.match([f])[0].metadata_list[0].size_in_bytes > 0]
             if files:
-                n = bq_tables.load_files(self.client, table, files, schema, "NEWLINE_DELIMITED_JSON", replace=False)
+                n = bq_tables.load_files(self.bq, table, files, schema, "NEWLINE_DELIMITED_JSON", replace=False)
                 log.info("appended %d row(s) to %s", n, table)
 
     def _merge_rows(self, row_files: list[str]):
@@ -54,17 +57,17 @@ class LoadAndMergeFn(beam.DoFn):
             return
         events, staging = self.target.events, staging_table(self.target, self.run_id)
         started = time.perf_counter()
-        bq_tables.load_files(self.client, staging, row_files, EVENTS_SCHEMA, "PARQUET", replace=True, expires=True)
+        bq_tables.load_files(self.bq, staging, row_files, EVENTS_SCHEMA, "PARQUET", replace=True, expires=True)
         self._load_ms.update(int((time.perf_counter() - started) * 1000))
         try:
-            lo, hi = bq_tables.time_range(self.client, staging)
-            staged = bq_tables.rows_by_source(self.client, staging)
+            lo, hi = bq_tables.time_range(self.bq, staging)
+            staged = bq_tables.rows_by_source(self.bq, staging)
             started = time.perf_counter()
-            inserted = bq_tables.merge_new_rows(self.client, events, staging, EVENT_COLUMNS, lo, hi)
+            inserted = bq_tables.merge_new_rows(self.bq, events, staging, EVENT_COLUMNS, lo, hi)
             self._merge_ms.update(int((time.perf_counter() - started) * 1000))
-            loaded = bq_tables.rows_by_source(self.client, events, self.run_id, lo, hi)
+            loaded = bq_tables.rows_by_source(self.bq, events, self.run_id, lo, hi)
         finally:
-            bq_tables.drop_table(self.client, staging)
+            bq_tables.drop_table(self.bq, staging)
         if sum(loaded.values()) != inserted:
             log.warning("MERGE inserted %d rows but %d rows carry run id %s: was the run id reused?",
                         inserted, sum(loaded.values()), self.run_id)
