@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The importer's one entry point. Sets up what it needs on first use (a venv from pinned requirements).
 #
-#   ./run.sh                 import the bundled example export (examples/) and print the summary
-#   ./run.sh import FLAGS…   run an import (python -m pipeline FLAGS…); ./run.sh import --help lists flags
+#   ./run.sh                 start the local BigQuery emulator, import the bundled example export
+#                            (examples/) into local-project.rlvt.events, print the report and a sample query
+#   ./run.sh import FLAGS…   run an import (python -m pipeline FLAGS…); ./run.sh import --help lists flags.
+#                            Without --bigquery_endpoint and without Google credentials, BigQuery is the
+#                            local emulator (started if needed); without any output, local-project.rlvt.events
+#   ./run.sh query "SQL" [--format=json]   run SQL on the local emulator (or real BigQuery when configured)
+#   ./run.sh stop            stop the services run.sh started (by their PIDs)
 #   ./run.sh test [ARGS…]    set up and run the whole test suite (ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
-#   ./run.sh setup           only set up the venv
+#   ./run.sh setup           only set up the venvs
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -34,22 +39,83 @@ setup() {
   echo "$want" > "$stamp"
 }
 
+setup_all() {
+  setup
+  scripts/setup_bigquery_emulator.sh >&2
+}
+
 py() { "$VENV/bin/python" "$@"; }
+
+LOCAL_BQ_PORT=${BQ_EMULATOR_PORT:-9050}
+LOCAL_BQ="http://127.0.0.1:$LOCAL_BQ_PORT"
+DEFAULT_TABLE=local-project.rlvt.events
+
+start_bigquery() { scripts/bigquery_emulator.sh start >&2; }
+
+has_google_credentials() {
+  [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] || [ -f "$HOME/.config/gcloud/application_default_credentials.json" ]
+}
+
+has_flag() {  # has_flag NAME ARGS…: is --NAME among ARGS (as --NAME or --NAME=…)?
+  local name=$1; shift
+  for a in "$@"; do case "$a" in "--$name"|"--$name="*) return 0 ;; esac; done
+  return 1
+}
+
+# Fill in the local defaults of an import: where the rows go and which BigQuery.
+local_import_args() {
+  local extra=()
+  if ! has_flag output_table "$@" && ! has_flag output_dir "$@" && ! has_flag dry_run "$@" \
+     && ! has_flag help "$@" && ! has_flag h "$@"; then
+    extra+=(--output_table "$DEFAULT_TABLE")
+  fi
+  if { has_flag output_table "$@" || [ ${#extra[@]} -gt 0 ]; } && ! has_flag bigquery_endpoint "$@" \
+     && ! has_google_credentials; then
+    start_bigquery
+    echo "no Google credentials and no --bigquery_endpoint: using the local BigQuery emulator at $LOCAL_BQ" >&2
+    extra+=(--bigquery_endpoint "$LOCAL_BQ")
+  fi
+  IMPORT_ARGS=("$@" "${extra[@]}")
+}
 
 cmd=${1:-example}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  setup) setup ;;
+  setup) setup_all ;;
   example)
     setup
-    out="$ROOT/out/example"
-    echo "importing examples/*.ndjson.gz into $out (file sink)…" >&2
+    start_bigquery
+    echo "importing examples/*.ndjson.gz into $DEFAULT_TABLE on the local BigQuery emulator ($LOCAL_BQ)…" >&2
+    set +e
     py -m pipeline --input "$ROOT/examples/*.ndjson.gz" --datasource_id 61a095fdd8d2e20011544831 \
-      --output_dir "$out" "$@"
+      --output_table "$DEFAULT_TABLE" --bigquery_endpoint "$LOCAL_BQ" "$@"
+    code=$?
+    set -e
+    echo
+    echo "Events per day and name (./run.sh query \"…\"):"
+    py -m pipeline.query --bigquery_endpoint "$LOCAL_BQ" \
+      "SELECT DATE(timestamp) AS day, name, COUNT(*) AS events FROM \`$DEFAULT_TABLE\`
+       WHERE timestamp >= TIMESTAMP_SUB((SELECT MAX(timestamp) FROM \`$DEFAULT_TABLE\`), INTERVAL 2 DAY)
+       GROUP BY day, name ORDER BY day DESC, events DESC LIMIT 20"
+    exit $code
     ;;
-  import) setup; py -m pipeline "$@" ;;
-  test)
+  import)
     setup
+    local_import_args "$@"
+    py -m pipeline "${IMPORT_ARGS[@]}"
+    ;;
+  query)
+    setup
+    if has_flag bigquery_endpoint "$@" || has_google_credentials; then
+      py -m pipeline.query "$@"
+    else
+      start_bigquery
+      py -m pipeline.query --bigquery_endpoint "$LOCAL_BQ" "$@"
+    fi
+    ;;
+  stop) scripts/bigquery_emulator.sh stop ;;
+  test)
+    setup_all
     set +e
     py -m pytest "$@"
     code=$?
@@ -57,6 +123,6 @@ case "$cmd" in
     exit $code
     ;;
   bench) setup; py bench/run_bench.py "$@" ;;
-  -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "unknown command: $cmd (try ./run.sh help)" >&2; exit 2 ;;
 esac

@@ -266,8 +266,7 @@ class _Generator:
         ev["eventId"] = (self.cuid(ts, dev["fp"]) if plat == "web" else self.uuid() if plat == "server"
                          else self.alnum(25))
         ev["name"] = name
-        if plat != "server" or rnd() < 0.5:
-            ev["url"] = self.url(dev, name, kind, item)
+        ev["url"] = self.url(dev, name, kind, item)
         if dev["ua"]:
             ev["ua"] = dev["ua"]
         ev["data"] = data

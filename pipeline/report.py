@@ -70,7 +70,7 @@ def summary(report: dict) -> str:
         lines.append(f"  already present:       {t['already_present']:,}")
     lines += [
         f"  exact duplicates:      {t['duplicate_exact']:,}",
-        f"  conflicting duplicates:{t['duplicate_conflicting']:>2,}",
+        f"  conflicting duplicates: {t['duplicate_conflicting']:,}",
         f"  dead-lettered:         {t['dead_lettered']:,}",
     ]
     for code, n in t["dead_letter_reasons"].items():
