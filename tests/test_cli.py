@@ -183,7 +183,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, message", [
     (["--input", "/nonexistent/*.ndjson", "--dry_run"], "'/nonexistent/*.ndjson' matches no file"),
     (["--dry_run"], "give --input"),
-    (["--input", "x.ndjson"], "give --output_dir"),
+    (["--input", "x.ndjson"], "give --output_table PROJECT.DATASET.TABLE (BigQuery) or --output_dir DIR"),
+    (["--input", "x.ndjson", "--output_dir", "o", "--output_table", "p-roject.d.t"], "choose one sink"),
+    (["--input", "x.ndjson", "--output_table", "bad"], "'bad' is not a BigQuery table name"),
+    (["--input", "x.ndjson", "--output_dir", "o", "--bigquery_endpoint", "http://x"], "need --output_table"),
     (["--input", "x.ndjson", "--dry_run", "--missing_timestamp=fill"], "needs --default_timestamp"),
     (["--input", "x.ndjson", "--dry_run", "--datasource_id=abc"], "24 lower-case hex"),
     (["--input", "x.ndjson", "--dry_run", "--buckets=0"], "--buckets must be at least 1"),

@@ -153,7 +153,8 @@ def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json
         combined = _local_copy(paths, ".parquet" if source_format == bigquery.SourceFormat.PARQUET else ".ndjson")
         try:
             with open(combined, "rb") as f:
-                job = bq.client.load_table_from_file(f, ref.api_id, job_config=config, timeout=JOB_TIMEOUT_SECONDS)
+                job = bq.client.load_table_from_file(f, ref.api_id, job_config=config, num_retries=2,
+                                                     timeout=JOB_TIMEOUT_SECONDS)
         finally:
             os.unlink(combined)
     job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
@@ -171,8 +172,10 @@ def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dic
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
     ])
-    job = bq.client.query(sql, job_config=config, retry=bq.retry())
-    return [dict(row.items()) for row in job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())]
+    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None)
+    # job_retry=None: any other value wraps jobs.insert in a private 10-minute retry (client 3.47)
+    rows = job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
+    return [dict(row.items()) for row in rows]
 
 
 def time_range(bq: BigQuerySession, staging: TableRef) -> tuple[datetime, datetime] | None:
@@ -195,8 +198,8 @@ def merge_new_rows(bq: BigQuerySession, target: TableRef, staging: TableRef, col
     bigquery = _bigquery()
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ScalarQueryParameter("lo", "TIMESTAMP", lo), bigquery.ScalarQueryParameter("hi", "TIMESTAMP", hi)])
-    job = bq.client.query(sql, job_config=config, retry=bq.retry())
-    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
+    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None)
+    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
     return int(job.num_dml_affected_rows or 0)
 
 
