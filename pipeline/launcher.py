@@ -7,7 +7,7 @@ import secrets
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import apache_beam as beam
 import orjson
@@ -18,10 +18,10 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from pipeline import report as run_report
 from pipeline.graph import build_pipeline
 from pipeline.options import CheckedOptions, check_options, normalize_argv
+from transforms.bq_client import BigQueryTarget, TargetError
 from transforms.records import ImportContext
 from transforms.sources import InputError, expand_patterns, plan_reads
 from transforms.timestamps import to_micros
-from transforms.bq_client import BigQueryTarget, TargetError
 from transforms.write_bigquery import WriteBigQuery
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
 
@@ -121,7 +121,7 @@ def _stage_seconds(result) -> dict[str, float]:
 def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     """Run one import; returns (exit code, report)."""
     options = PipelineOptions(normalize_argv(list(argv or [])))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     started_micros = to_micros(started)
     checked: CheckedOptions = check_options(options, started_micros)
     files = expand_patterns(checked.inputs)

@@ -3,7 +3,8 @@
 Beam's own flags (``--runner``, ``--project``, ``--temp_location``, ``--direct_num_workers``…) pass
 through unchanged. ``--dry_run`` is declared by Beam itself (``TestOptions``, taking a value); ``normalize_argv``
 lets it stand alone, and the import gives it its meaning (read, validate, normalize, dedupe and
-report; write nothing) and clears Beam's copy so a Dataflow dry run is still submitted. ``check_options`` rejects impossible combinations before any work is done.
+report; write nothing) and clears Beam's copy so a Dataflow dry run is still submitted.
+``check_options`` rejects impossible combinations before any work is done.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ def summary(report: dict) -> str:
     lines = [
         f"Import {report['run_id']}{' (dry run: nothing written)' if report.get('dry_run') else ''}",
         f"  files:                 {len(report['files'])}",
-        f"  records read:          {t['read']:,}" + (f"   (+{t['blank_lines']:,} blank lines)" if t["blank_lines"] else ""),
+        f"  records read:          {t['read']:,}"
+        + (f"   (+{t['blank_lines']:,} blank lines)" if t["blank_lines"] else ""),
         f"  loaded:                {t['loaded']:,}",
     ]
     if t["already_present"]:

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from schemas.bigquery import CLUSTER_COLUMNS, PARTITION_COLUMN, bigquery_field
 from schemas.envelope import (
-    DEAD_LETTER_COLUMNS, ENVELOPE, LABEL_ISSUES, MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_TEXT_LENGTH,
-    OUTPUT_COLUMNS, PARSE_REASONS, READ_REASONS, TIMESTAMP_REASONS, OutputColumn,
+    DEAD_LETTER_COLUMNS,
+    ENVELOPE,
+    LABEL_ISSUES,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_TEXT_LENGTH,
+    OUTPUT_COLUMNS,
+    PARSE_REASONS,
+    READ_REASONS,
+    TIMESTAMP_REASONS,
+    OutputColumn,
 )
 from schemas.validation import all_rules
 

@@ -138,7 +138,7 @@ class OutputColumn:
     description: str
     required: bool = False
     group: str = "event"  # event | quality | lineage
-    fields: tuple["OutputColumn", ...] = field(default=())
+    fields: tuple[OutputColumn, ...] = field(default=())
 
 
 def _envelope_description(name: str, extra: str = "") -> str:
@@ -203,10 +203,17 @@ OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
     ),
     OutputColumn("source_uri", "string", "File (or subscription) the event was read from.", required=True,
                  group="lineage"),
-    OutputColumn("source_line", "int64", "1-based line number (or row number) in the source file.",
-                 group="lineage"),
+    OutputColumn("source_line", "int64", "1-based line number (or row number) in the source file; null for "
+                 "Pub/Sub messages.", group="lineage"),
     OutputColumn("source_index", "int64",
                  "0-based position inside a JSON array of envelopes; null for a lone envelope.",
+                 group="lineage"),
+    OutputColumn("source_message_id", "string", "Pub/Sub message id, for events read from a subscription.",
+                 group="lineage"),
+    OutputColumn("source_published_at", "timestamp",
+                 "Pub/Sub publish time of the message (lineage only: never used as the event time).",
+                 group="lineage"),
+    OutputColumn("source_attributes", "string", "Pub/Sub message attributes, as a JSON object.",
                  group="lineage"),
     OutputColumn("import_run_id", "string", "Id of the import run that loaded the row.", required=True,
                  group="lineage"),
@@ -248,6 +255,8 @@ DEAD_LETTER_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("source_uri", "string", "File (or subscription) the record came from.", required=True),
     OutputColumn("source_line", "int64", "1-based line number (or row number) in the source."),
     OutputColumn("source_index", "int64", "0-based position inside a JSON array, when it was in one."),
+    OutputColumn("source_message_id", "string", "Pub/Sub message id, when the record came from a subscription."),
+    OutputColumn("source_attributes", "string", "Pub/Sub message attributes, as a JSON object."),
     OutputColumn("rejected_at", "timestamp", "When the import run started (UTC).", required=True),
 )
 

@@ -111,15 +111,14 @@ def test_dead_letters_and_conflicts_land_replayable(bigquery_emulator, dataset, 
                         [line(envelope(1)), bad, line(envelope(1, url="https://other.example/"))])
     code, report = run(import_args(bigquery_emulator, table, path))
     assert code == 0
-    client = bigquery_emulator.client()
     dead = query(bigquery_emulator.session(), f"SELECT * FROM `local-project.{dataset}.events_dead_letters`")
     assert len(dead) == 1
     d = dead[0]
     assert d["raw_payload"].encode() == bad
     assert (d["source_uri"], d["source_line"], d["run_id"], d["stage"]) == (str(path), 2, report["run_id"], "validate")
     assert [r["code"] for r in d["reasons"]] == ["key:pattern"] and d["reasons"][0]["value"] == "nothex"
-    conflicts = query(bigquery_emulator.session(), f"SELECT kept, differs_from_kept FROM `local-project.{dataset}.events_conflicts` "
-                              f"ORDER BY kept")
+    conflicts = query(bigquery_emulator.session(),
+                      f"SELECT kept, differs_from_kept FROM `local-project.{dataset}.events_conflicts` ORDER BY kept")
     assert [(c["kept"], c["differs_from_kept"]) for c in conflicts] == [(False, ["url"]), (True, [])]
 
 

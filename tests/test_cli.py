@@ -13,7 +13,14 @@ import pytest
 
 from pipeline.launcher import run
 from tests.factory import (
-    BASE_MS, DATASOURCE, envelope, line, write_csv, write_json_array, write_ndjson, write_parquet,
+    BASE_MS,
+    DATASOURCE,
+    envelope,
+    line,
+    write_csv,
+    write_json_array,
+    write_ndjson,
+    write_parquet,
 )
 
 pytestmark = pytest.mark.e2e

@@ -183,8 +183,13 @@ def test_parse_dead_letter_shape() -> None:
         "source_uri": URI,
         "source_line": 9,
         "source_index": None,
+        "source_message_id": None,
+        "source_attributes": None,
         "rejected_at": CTX.started_micros,
     }
+    from schemas.arrow import DEAD_LETTER_SCHEMA
+
+    assert list(d) == DEAD_LETTER_SCHEMA.names, "a dead letter has exactly the declared columns, in order"
 
 
 def test_parse_keeps_order_and_origin_across_good_and_bad_lines() -> None:

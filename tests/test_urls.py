@@ -46,7 +46,8 @@ from transforms.urls import normalize_url, normalize_urls
         ("http://[::1]:80/x", "http://[::1]/x"),
         ("http://[2001:DB8::1]:8080/x", "http://[2001:db8::1]:8080/x"),
         # user info is kept as sent
-        ("http://user@Example.com/", "http://user@example.com/"),
+        ("http://user@Example.com/", "http://example.com/"),
+        ("https://jane:s3cret@Shop.Example.com:8443/a", "https://shop.example.com:8443/a"),
         # app deep links: scheme lower-cased, the rest (host case included) kept
         ("app://catalogue/product/SKU-1", "app://catalogue/product/SKU-1"),
         ("APP://Catalogue/Product/SKU-1?ref=push", "app://Catalogue/Product/SKU-1"),

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -96,7 +96,8 @@ def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], de
         table = bigquery.Table(ref.api_id, schema=wanted)
         table.description = description
         if partitioned:
-            table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN)
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN)
             table.clustering_fields = list(CLUSTER_COLUMNS)
         bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
         return "created"
@@ -160,7 +161,7 @@ def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json
     job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
     if expires:
         table = bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
-        table.expires = datetime.now(timezone.utc) + STAGING_EXPIRY
+        table.expires = datetime.now(UTC) + STAGING_EXPIRY
         bq.client.update_table(table, ["expires"], retry=bq.retry(), timeout=bq.timeout)
     return int(job.output_rows or 0)
 

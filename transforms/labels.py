@@ -39,7 +39,7 @@ def label_text(value: object) -> str | None:
         return value
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
 def to_money(value: object) -> tuple[Decimal | None, str | None]:

@@ -100,6 +100,9 @@ def normalize_batch(
         "source_uri": [batch.source_uri] * n,
         "source_line": batch.line_numbers,
         "source_index": batch.indexes,
+        "source_message_id": [None] * n,
+        "source_published_at": pa.nulls(n, ROW_SCHEMA.field("source_published_at").type),
+        "source_attributes": [None] * n,
         "import_run_id": [ctx.run_id] * n,
         "imported_at": pa.array([ctx.started_micros] * n, pa.int64()).cast(ROW_SCHEMA.field("imported_at").type),
     }

@@ -29,14 +29,14 @@ def parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list
     for raw, line in zip(batch.lines, batch.line_numbers):
         try:
             value = loads(raw)
-        except orjson.JSONDecodeError as err:
+        except orjson.JSONDecodeError as first_error:
+            err: orjson.JSONDecodeError | None = first_error
             if raw.startswith(BOM):
                 try:  # the BOM is skipped for parsing only: raw stays the exact line for dead letters
                     value = loads(raw[len(BOM):])
-                except orjson.JSONDecodeError as err2:
-                    err = err2
-                else:
                     err = None
+                except orjson.JSONDecodeError as bom_error:
+                    err = bom_error
             if err is not None:
                 try:
                     raw.decode("utf-8")

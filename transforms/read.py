@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
 from transforms.sources import DECOMPRESSION_ERRORS, ReadTask, open_source
-from transforms.timestamps import to_micros
 
 log = logging.getLogger(__name__)
 BLOCK = 8 << 20
@@ -263,6 +264,20 @@ def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator
             yield batch
 
 
+def _plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Top-level columns as JSON-like values: TIMESTAMP as epoch µs (a naive one read as UTC), DATE,
+    TIME and DECIMAL as text, so no Python datetime (local time zones, year 10000) gets in."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns):
+        kind = field.type
+        if pa.types.is_timestamp(kind):
+            column = pc.cast(pc.cast(column, pa.timestamp("us", tz=kind.tz)), pa.int64())
+        elif pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_decimal(kind):
+            column = pc.cast(column, pa.string())
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
 def _parquet_record(row: dict) -> dict:
     data = row.get("data")
     if isinstance(data, str):
@@ -274,10 +289,6 @@ def _parquet_record(row: dict) -> dict:
         row["data"] = dict(data)
     elif isinstance(data, dict):  # a STRUCT column has every key of the file: drop the unset ones
         row["data"] = {k: v for k, v in data.items() if v is not None}
-    ts = row.get("timestamp")
-    if hasattr(ts, "timestamp"):  # a TIMESTAMP column: epoch microseconds
-        # to_micros, not ts.timestamp(): that reads a naive (no time zone) value in the worker's local time
-        row["timestamp"] = to_micros(ts)
     return {k: v for k, v in row.items() if v is not None or k == "clientId"}
 
 
@@ -287,7 +298,7 @@ def read_parquet(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iter
         row_no = 1
         for arrow_batch in parquet.iter_batches(batch_size=limits.batch_size):
             batch = RecordBatch(task.uri)
-            for row in arrow_batch.to_pylist():
+            for row in _plain_columns(arrow_batch).to_pylist():
                 raw = orjson.dumps(row, default=str)  # before _parquet_record rewrites the row in place
                 batch.append(_parquet_record(row), raw, row_no, None)
                 row_no += 1

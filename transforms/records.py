@@ -49,7 +49,7 @@ class RecordBatch:
         self.line_numbers.append(line)
         self.indexes.append(index)
 
-    def subset(self, keep: list[int]) -> "RecordBatch":
+    def subset(self, keep: list[int]) -> RecordBatch:
         return RecordBatch(
             self.source_uri,
             [self.records[i] for i in keep],
@@ -107,5 +107,7 @@ def dead_letter(
         "source_uri": source_uri,
         "source_line": line,
         "source_index": index,
+        "source_message_id": None,
+        "source_attributes": None,
         "rejected_at": ctx.started_micros,
     }

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
 
 from transforms.timestamps import to_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso_micros(micros: int) -> str:
     """UTC microseconds as ``2026-11-26T05:30:29.123000Z`` (always 6 fractional digits)."""
     seconds, us = divmod(micros, 1_000_000)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
 
 
 def _default(value: object) -> object:

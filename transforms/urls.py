@@ -39,7 +39,7 @@ def _canonical_host(host: str) -> str:
 def normalize_url(url: str) -> str:
     """Canonical form of one URL; never raises.
 
-    Query and fragment are dropped (they often carry tokens or e-mail addresses). For web schemes
+    Query, fragment and user info are dropped (they carry tokens, e-mail addresses, passwords). For web schemes
     the scheme and host are lower-cased, internationalized hosts are written in IDNA (punycode),
     the default port is dropped and an empty path becomes ``/``. Other schemes (app deep links)
     keep everything but a lower-cased scheme. Anything unparseable is kept with only its query and
@@ -60,15 +60,13 @@ def normalize_url(url: str) -> str:
         port = parts.port  # raises ValueError on a non-numeric or out-of-range port
     except ValueError:
         return stripped
-    userinfo, _, _ = parts.netloc.rpartition("@")
+    # user:password@ is dropped with the query: credentials never reach the table
     host = _canonical_host(host)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     netloc = host
     if port is not None and port != WEB_SCHEMES[scheme]:
         netloc = f"{host}:{port}"
-    if userinfo:
-        netloc = f"{userinfo}@{netloc}"
     # not urlunsplit: with an empty netloc it would turn a path starting with `//` into the host
     return f"{scheme}://{netloc}{parts.path or '/'}"
 

@@ -37,7 +37,7 @@ def wire_frame(records: list[dict]) -> pl.DataFrame:
     for f in ENVELOPE:
         values = [r.get(f.name, _MISSING) for r in records]
         columns[f.name + WIRE_SUFFIX] = pl.Series(
-            f.name + WIRE_SUFFIX, [_WIRE_TYPE[type(v)] for v in values], dtype=pl.Utf8
+            f.name + WIRE_SUFFIX, [_WIRE_TYPE.get(type(v), "unsupported") for v in values], dtype=pl.Utf8
         )
         dtype = value_dtype(f)
         if dtype is pl.Utf8:
