@@ -10,6 +10,7 @@ import orjson
 
 from pipeline.options import CheckedOptions
 from transforms.read import ReadLimits
+from transforms.read_pubsub import ImportSubscription
 from transforms.records import ImportContext
 from transforms.sources import ReadTask
 from transforms.stages import DedupeEvents, ReadValidateNormalize
@@ -55,3 +56,15 @@ def build_pipeline(
         | "WriteCounts" >> beam.io.WriteToText(accounting_prefix, file_name_suffix=".ndjson")
     )
     return GraphOutputs(outputs, counts)
+
+
+def build_subscription_pipeline(p: beam.Pipeline, opts: CheckedOptions, ctx: ImportContext,
+                                accounting_prefix: str, local: bool) -> None:
+    """Add a Pub/Sub import to ``p``: the subscription read, landed and MERGEd (see transforms.read_pubsub)."""
+    counts = p | "ImportSubscription" >> ImportSubscription(opts.stream, opts.target, ctx, opts.policy, local)
+    _ = (
+        counts
+        | "SumCounts" >> beam.CombinePerKey(sum)
+        | "CountJson" >> beam.Map(lambda kv: orjson.dumps([kv[0][0], kv[0][1], kv[1]]).decode())
+        | "WriteCounts" >> beam.io.WriteToText(accounting_prefix, file_name_suffix=".ndjson")
+    )

@@ -16,9 +16,11 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline import report as run_report
-from pipeline.graph import build_pipeline
+from pipeline.graph import build_pipeline, build_subscription_pipeline
 from pipeline.options import CheckedOptions, check_options, normalize_argv
-from transforms.bq_client import BigQueryTarget, TargetError
+from pipeline.target import prepare_target
+from rlvt_own_packages import problems as foreign_package_problems
+from transforms.bq_client import TargetError
 from transforms.records import ImportContext
 from transforms.sources import InputError, expand_patterns, plan_reads
 from transforms.timestamps import to_micros
@@ -27,34 +29,6 @@ from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_D
 
 log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
-
-
-def prepare_target(target: BigQueryTarget) -> dict[str, str]:
-    """Reach BigQuery and make sure the three tables can take the rows, before any work is done."""
-    from google.api_core.exceptions import GoogleAPIError
-    from google.api_core.exceptions import RetryError as ApiRetryError
-    from requests.exceptions import RequestException
-
-    from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
-    from transforms import bq_tables
-
-    bq = target.connect()
-    done = {}
-    try:
-        for ref in {(t.project, t.dataset): t for t in (target.events, target.dead_letters, target.conflicts)}.values():
-            bq_tables.ensure_dataset(bq, ref, target.location)
-        done[str(target.events)] = bq_tables.ensure_table(
-            bq, target.events, EVENTS_SCHEMA, "Collector events, one row per eventId (rlvt-bigquery-importer).",
-            partitioned=True)
-        done[str(target.dead_letters)] = bq_tables.ensure_table(
-            bq, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.")
-        done[str(target.conflicts)] = bq_tables.ensure_table(
-            bq, target.conflicts, CONFLICT_TABLE_SCHEMA, "Every version of events whose copies differ.")
-    except (GoogleAPIError, ApiRetryError, RequestException) as err:
-        raise TargetError(f"cannot prepare the tables in {target.where}: {type(err).__name__}: {err}") from err
-    finally:
-        bq.close()
-    return done
 
 
 def local_runner_defaults(options: PipelineOptions) -> None:
@@ -122,35 +96,48 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     """Run one import; returns (exit code, report)."""
     options = PipelineOptions(normalize_argv(list(argv or [])))
     started = datetime.now(UTC)
-    started_micros = to_micros(started)
-    checked: CheckedOptions = check_options(options, started_micros)
-    files = expand_patterns(checked.inputs)
-    tasks = plan_reads(files, checked.input_format, checked.split_bytes)
+    checked: CheckedOptions = check_options(options, to_micros(started))
     run_id = checked.run_id or new_run_id(started)
-    ctx = ImportContext(run_id, started_micros, checked.datasource_id)
+    ctx = ImportContext(run_id, to_micros(started), checked.datasource_id)
+    is_local = options.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner",
+                                                           "BundleBasedDirectRunner")
     local_runner_defaults(options)
-
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     temp_root = temp_location or tempfile.mkdtemp(prefix="importer-")
     work_dir = FileSystems.join(temp_root, run_id if temp_location else "work")
     accounting_prefix = FileSystems.join(work_dir, "accounting")
-    sink = None
-    tables = None
-    if checked.dry_run:
-        pass
-    elif checked.target is not None:
-        log.info("writing to %s: %s", checked.target.where, checked.target.events)
-        tables = prepare_target(checked.target)
-        sink = lambda: WriteBigQuery(checked.target, FileSystems.join(work_dir, "staging"),  # noqa: E731
-                                     run_id, checked.buckets)
-    else:
-        _remove_previous_outputs(checked.output_dir)
-        sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
-
-    log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
-    clock = time.monotonic()
     p = beam.Pipeline(options=options)
-    build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink)
+    tables = None
+    if checked.stream is not None:
+        sources = [checked.stream.subscription]
+        log.info("writing to %s: %s", checked.target.where, checked.target.events)
+        tables = prepare_target(checked.target, checked.stream.landing)
+        if is_local:
+            options.view_as(DirectOptions).direct_num_workers = 1  # one reader loop
+            options.view_as(DirectOptions).direct_running_mode = "in_memory"
+        else:
+            options.view_as(StandardOptions).streaming = True
+        build_subscription_pipeline(p, checked, ctx, accounting_prefix, local=is_local)
+        log.info("import %s from %s (MERGE every %.0f s)", run_id, sources[0], checked.stream.merge_interval)
+    else:
+        files = expand_patterns(checked.inputs)
+        sources = [uri for uri, _ in files]
+        tasks = plan_reads(files, checked.input_format, checked.split_bytes)
+        sink = None
+        if checked.dry_run:
+            pass
+        elif checked.target is not None:
+            log.info("writing to %s: %s", checked.target.where, checked.target.events)
+            tables = prepare_target(checked.target)
+            sink = lambda: WriteBigQuery(checked.target, FileSystems.join(work_dir, "staging"),  # noqa: E731
+                                         run_id, checked.buckets)
+        else:
+            _remove_previous_outputs(checked.output_dir)
+            sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
+        build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink)
+        log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
+
+    clock = time.monotonic()
     try:
         result = p.run()
         result.wait_until_finish()
@@ -162,8 +149,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     finally:
         _remove_local(FileSystems.join(work_dir, "staging"))
     wall = time.monotonic() - clock
-
-    report = run_report.assemble(_read_counts(accounting_prefix), [uri for uri, _ in files])
+    report = run_report.assemble(_read_counts(accounting_prefix), sources)
     _remove_local(work_dir if temp_location else temp_root)
     report.update({
         "run_id": run_id,
@@ -174,10 +160,17 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         "stage_seconds": _stage_seconds(result),
         "event_time_bounds": [checked.policy.min_micros, checked.policy.max_micros],
     })
+    _write_report(report, checked, tables)
+    return (EXIT_OK if report["ok"] else EXIT_BAD_INPUT), report
+
+
+def _write_report(report: dict, checked: CheckedOptions, tables: dict | None) -> None:
     if checked.target is not None and not checked.dry_run:
         report["outputs"] = {"events table": f"{checked.target.events} ({checked.target.where})",
                              "dead-letter table": str(checked.target.dead_letters),
                              "conflicts table": str(checked.target.conflicts)}
+        if checked.stream is not None:
+            report["outputs"]["landing table"] = str(checked.stream.landing)
         report["tables"] = tables
     elif not checked.dry_run:
         report["outputs"] = {
@@ -191,7 +184,6 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         report.setdefault("outputs", {})["report"] = report_path
         with FileSystems.create(report_path) as f:
             f.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    return (EXIT_OK if report["ok"] else EXIT_BAD_INPUT), report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("apache_beam", "pandera"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     argv = sys.argv[1:] if argv is None else argv
+    for problem in (clashes := foreign_package_problems()):
+        print(f"error: {problem}", file=sys.stderr)
+    if clashes:
+        return EXIT_USAGE
     try:
         code, report = run(argv)
     except TargetError as err:

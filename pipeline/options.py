@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from schemas.envelope import DATASOURCE_ID_PATTERN
 from transforms.bq_client import BigQueryTarget, TableRef
+from transforms.read_pubsub import StreamSettings
 from transforms.sources import FORMATS
 from transforms.timestamps import TimestampPolicy, parse_instant
 
@@ -34,6 +35,24 @@ class ImportOptions(PipelineOptions):
             "--input", action="append", default=None, metavar="PATTERN",
             help="Files to import: a path, a glob or a gs:// URI; repeat the flag for several patterns. "
                  "Compression (.gz .bz2 .zst .deflate) is taken from the extension.")
+        parser.add_argument(
+            "--input_subscription", default=None, metavar="projects/P/subscriptions/S",
+            help="Import from this Pub/Sub subscription instead of files (exclusive with --input; needs "
+                 "--output_table). Rows land in a landing table and are MERGEd into the target periodically.")
+        parser.add_argument(
+            "--merge_interval_seconds", type=float, default=60.0,
+            help="Pub/Sub import: how often landed rows are MERGEd into the target (default 60).")
+        parser.add_argument(
+            "--stop_after_idle_seconds", type=float, default=None,
+            help="Pub/Sub import, local runs: stop cleanly (last MERGE, report) after this many seconds without "
+                 "a message. Unset: run until interrupted (Ctrl-C also ends with a MERGE and the report).")
+        parser.add_argument(
+            "--max_messages", type=int, default=1000,
+            help="Pub/Sub import: messages pulled (and landed, then acknowledged) per batch (default 1000).")
+        parser.add_argument(
+            "--landing_table", default=None, metavar="PROJECT.DATASET.TABLE",
+            help="Pub/Sub import: where rows land before the MERGE (default: OUTPUT_TABLE__landing; its "
+                 "partitions expire after 7 days).")
         parser.add_argument(
             "--input_format", default="auto", choices=("auto",) + FORMATS,
             help="Format of every input: ndjson (one envelope or array of envelopes per line), json (a "
@@ -114,6 +133,8 @@ class CheckedOptions:
     """The import options after checks, in the types the stages use."""
 
     inputs: list[str]
+    subscription: str | None
+    stream: StreamSettings | None
     input_format: str
     datasource_id: str | None
     output_dir: str | None
@@ -141,8 +162,21 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
     beam_test = opts.view_as(TestOptions)
     dry_run = str(beam_test.dry_run).lower() in ("true", "1", "yes")
     beam_test.dry_run = False
-    if not o.input:
-        raise ValueError("nothing to import: give --input PATTERN (repeat it for several patterns)")
+    if o.input and o.input_subscription:
+        raise ValueError("choose one source: --input (files) or --input_subscription (Pub/Sub), not both")
+    if not o.input and not o.input_subscription:
+        raise ValueError("nothing to import: give --input PATTERN (repeat it for several patterns) "
+                         "or --input_subscription projects/P/subscriptions/S")
+    if o.input_subscription:
+        if not re.fullmatch(r"projects/[a-z][-a-z0-9:.]{4,61}[a-z0-9]/subscriptions/[A-Za-z][-A-Za-z0-9._~+%]{2,254}",
+                            o.input_subscription):
+            raise ValueError(f"--input_subscription={o.input_subscription!r} must look like "
+                             f"projects/PROJECT/subscriptions/NAME")
+        if not o.output_table:
+            raise ValueError("a Pub/Sub import writes to BigQuery: give --output_table PROJECT.DATASET.TABLE")
+        if dry_run:
+            raise ValueError("--dry_run cannot be used with --input_subscription: it would consume messages "
+                             "without writing them")
     if o.datasource_id is not None and not re.fullmatch(DATASOURCE_ID_PATTERN, o.datasource_id):
         raise ValueError(f"--datasource_id={o.datasource_id!r} must be 24 lower-case hex characters")
     if o.output_dir and o.output_table:
@@ -186,8 +220,21 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
             raise ValueError(f"{flag} must be at least {low} (got {value})")
     if o.split_bytes and o.split_bytes < o.max_line_bytes:
         raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
+    stream = None
+    if o.input_subscription:
+        stream = StreamSettings(
+            subscription=o.input_subscription,
+            landing=TableRef.parse(o.landing_table) if o.landing_table
+            else target.events.sibling(target.events.table + "__landing"),
+            merge_interval=o.merge_interval_seconds,
+            stop_after_idle=o.stop_after_idle_seconds,
+            max_messages=o.max_messages,
+        )
+        if o.merge_interval_seconds <= 0 or o.max_messages < 1:
+            raise ValueError("--merge_interval_seconds must be positive and --max_messages at least 1")
     return CheckedOptions(
-        inputs=list(o.input), input_format=o.input_format, datasource_id=o.datasource_id,
+        inputs=list(o.input or []), subscription=o.input_subscription, stream=stream,
+        input_format=o.input_format, datasource_id=o.datasource_id,
         output_dir=o.output_dir, target=target, report_path=o.report_path, dry_run=dry_run,
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),
         buckets=o.buckets, batch_size=o.batch_size, max_line_bytes=o.max_line_bytes,

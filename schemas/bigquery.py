@@ -5,7 +5,7 @@ Kept as plain dicts (``SchemaField.from_api_repr`` takes them) so this package n
 
 from __future__ import annotations
 
-from schemas.envelope import CONFLICT_COLUMNS, DEAD_LETTER_COLUMNS, OUTPUT_COLUMNS, OutputColumn
+from schemas.envelope import CONFLICT_COLUMNS, DEAD_LETTER_COLUMNS, LANDING_COLUMNS, OUTPUT_COLUMNS, OutputColumn
 
 PARTITION_COLUMN = "timestamp"
 CLUSTER_COLUMNS = ("key", "name", "clientId")
@@ -39,3 +39,4 @@ def table_schema(columns: tuple[OutputColumn, ...] = OUTPUT_COLUMNS) -> list[dic
 EVENTS_SCHEMA = table_schema(OUTPUT_COLUMNS)
 DEAD_LETTER_TABLE_SCHEMA = table_schema(DEAD_LETTER_COLUMNS)
 CONFLICT_TABLE_SCHEMA = table_schema(CONFLICT_COLUMNS)
+LANDING_SCHEMA = table_schema(LANDING_COLUMNS)

@@ -260,6 +260,12 @@ DEAD_LETTER_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("rejected_at", "timestamp", "When the import run started (UTC).", required=True),
 )
 
+# The landing table of a Pub/Sub import: rows as they arrive, before the MERGE dedupes them.
+LANDING_COLUMNS: tuple[OutputColumn, ...] = OUTPUT_COLUMNS + (
+    OutputColumn("landed_at", "timestamp", "When the row was appended to the landing table (UTC).", required=True,
+                 group="lineage"),
+)
+
 # Conflicting duplicates: every version of an eventId whose copies differ.
 CONFLICT_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("run_id", "string", "Id of the import run that found the conflict.", required=True),

@@ -75,3 +75,39 @@ def own_emulator(tmp_path) -> Emulator:
     emulator.start()
     yield emulator
     emulator.stop()
+
+
+PUBSUB_SCRIPT = ROOT / "scripts" / "pubsub_emulator.sh"
+
+
+@dataclass
+class PubSubEmulator:
+    host: str
+    env: dict
+    project: str = "test-project"
+
+    def topic_and_subscription(self, name: str) -> tuple[str, str]:
+        from pipeline.publish import ensure_topic_and_subscription
+
+        topic = f"projects/{self.project}/topics/{name}"
+        subscription = f"projects/{self.project}/subscriptions/{name}-import"
+        ensure_topic_and_subscription(topic, subscription, ack_deadline=10)
+        return topic, subscription
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory) -> PubSubEmulator:
+    port = free_port()
+    env = {**os.environ, "PUBSUB_EMULATOR_PORT": str(port),
+           "PUBSUB_EMULATOR_DATA_DIR": str(tmp_path_factory.mktemp("pubsub-data"))}
+    started = subprocess.run([str(PUBSUB_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, f"Pub/Sub emulator did not start:\n{started.stdout}\n{started.stderr}"
+    host = f"127.0.0.1:{port}"
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host  # the clients in this process and in the CLIs it starts
+    yield PubSubEmulator(host, {**env, "PUBSUB_EMULATOR_HOST": host})
+    if previous is None:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+    else:
+        os.environ["PUBSUB_EMULATOR_HOST"] = previous
+    subprocess.run([str(PUBSUB_SCRIPT), "stop"], env=env, capture_output=True, timeout=60)

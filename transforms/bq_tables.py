@@ -80,7 +80,8 @@ def schema_differences(existing: list, wanted: list, path: str = "") -> tuple[li
 
 
 def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], description: str,
-                 partitioned: bool = False) -> str:
+                 partitioned: bool = False, partition_field: str = PARTITION_COLUMN,
+                 partition_expiry: timedelta | None = None) -> str:
     """Create the table from the schema source, or check (and extend) an existing one.
 
     Returns what was done: ``created``, ``extended: …`` or ``exists``. An incompatible table raises
@@ -97,8 +98,10 @@ def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], de
         table.description = description
         if partitioned:
             table.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN)
-            table.clustering_fields = list(CLUSTER_COLUMNS)
+                type_=bigquery.TimePartitioningType.DAY, field=partition_field,
+                expiration_ms=int(partition_expiry.total_seconds() * 1000) if partition_expiry else None)
+            if partition_field == PARTITION_COLUMN:
+                table.clustering_fields = list(CLUSTER_COLUMNS)
         bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
         return "created"
     add, problems = schema_differences(list(table.schema), wanted)

@@ -20,8 +20,11 @@ import pyarrow.compute as pc
 
 from schemas.envelope import CONTENT_COLUMNS
 
-SORT_KEYS = [("eventId", "ascending"), ("timestamp", "ascending"), ("source_uri", "ascending"),
-             ("source_line", "ascending"), ("source_index", "ascending")]
+WINNER_ORDER = ("timestamp", "source_uri", "source_line", "source_published_at", "source_message_id",
+                "source_index")
+"""The row that wins a group of same-eventId rows comes first in this order (nulls last): the earliest
+event time, then the earliest input position (file and line, or publish time and message id)."""
+SORT_KEYS = [("eventId", "ascending")] + [(c, "ascending") for c in WINNER_ORDER]
 
 
 def bucket_of(event_ids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:

@@ -47,3 +47,8 @@ def conflict_record(conflict: dict) -> dict:
 
 def conflict_json(conflict: dict) -> str:
     return orjson.dumps(conflict_record(conflict)).decode()
+
+
+def row_json(row: dict) -> str:
+    """A row from ``Table.to_pylist()`` as JSON for BigQuery (TIMESTAMP as ISO-8601, NUMERIC as text)."""
+    return _json_text(row)

@@ -1,0 +1,130 @@
+"""The landing table of a Pub/Sub import: rows appended as messages arrive, MERGEd into the target.
+
+Streaming inserts (insertAll) append rows and dead letters; a message is acknowledged only after they
+are accepted. A periodic MERGE moves the landed rows of a recent window into the target, keeping one
+row per eventId with the same winner rule as the file import (``dedupe.WINNER_ORDER``), so redelivered
+messages never produce duplicate rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+import orjson
+import pyarrow as pa
+
+from schemas.arrow import ROW_SCHEMA
+from schemas.bigquery import PARTITION_COLUMN
+from transforms.bq_client import BigQuerySession, TableRef, TargetError
+from transforms.bq_tables import query
+from transforms.dedupe import WINNER_ORDER, resolve_bucket
+from transforms.serialize import dead_letter_json, iso_micros, row_json
+
+EVENT_COLUMNS = ROW_SCHEMA.names
+LANDING_EXPIRY = timedelta(days=7)
+INSERT_CHUNK = 500
+
+
+def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: list[str]) -> None:
+    for start in range(0, len(rows), INSERT_CHUNK):
+        errors = bq.client.insert_rows_json(
+            table.api_id, rows[start:start + INSERT_CHUNK], row_ids=row_ids[start:start + INSERT_CHUNK],
+            retry=bq.retry(), timeout=bq.timeout)
+        if errors:
+            raise TargetError(f"{table} refused {len(errors)} row(s); first: {errors[0]}")
+
+
+def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_micros: int) -> None:
+    """Append normalized rows; the insertId makes a retried insert of the same record a no-op."""
+    if not rows.num_rows:
+        return
+    landed = iso_micros(landed_micros)
+    records = [{**orjson.loads(row_json(r)), "landed_at": landed} for r in rows.to_pylist()]
+    ids = [f"{r['eventId']}/{r['source_message_id']}/{r['source_index']}" for r in records]
+    _insert(bq, landing, records, ids)
+
+
+def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> None:
+    if not dead:
+        return
+    ids = [f"{d['run_id']}/{d['source_message_id']}/{d['source_index']}" for d in dead]
+    _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in dead], ids)
+
+
+def _winners_sql(landing: TableRef, where: str) -> str:
+    order = ", ".join(f"`{c}` ASC NULLS LAST" for c in WINNER_ORDER)
+    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
+    return (f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY eventId ORDER BY {order}) AS _rank "
+            f"FROM {landing.sql} WHERE {where}) WHERE _rank = 1")
+
+
+def merge_landed(bq: BigQuerySession, landing: TableRef, target: TableRef, since: datetime) -> int:
+    """MERGE the winners of the rows landed since ``since`` into the target; returns rows inserted."""
+    from google.cloud import bigquery
+
+    bounds = query(bq, f"SELECT MIN({PARTITION_COLUMN}) AS lo, MAX({PARTITION_COLUMN}) AS hi "
+                       f"FROM {landing.sql} WHERE landed_at >= @since", {"since": since})
+    if not bounds or bounds[0]["lo"] is None:
+        return 0
+    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
+    values = ", ".join(f"S.`{c}`" for c in EVENT_COLUMNS)
+    sql = (f"MERGE {target.sql} T USING ({_winners_sql(landing, 'landed_at >= @since')}) S "
+           f"ON T.eventId = S.eventId AND T.{PARTITION_COLUMN} BETWEEN @lo AND @hi "
+           f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})")
+    params = [bigquery.ScalarQueryParameter("since", "TIMESTAMP", since),
+              bigquery.ScalarQueryParameter("lo", "TIMESTAMP", bounds[0]["lo"]),
+              bigquery.ScalarQueryParameter("hi", "TIMESTAMP", bounds[0]["hi"])]
+    job = bq.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params), retry=bq.retry(),
+                          job_retry=None)
+    job.result(retry=bq.retry(), job_retry=None)
+    return int(job.num_dml_affected_rows or 0)
+
+
+def run_outcomes(bq: BigQuerySession, landing: TableRef, target: TableRef, run_id: str,
+                 since: datetime) -> tuple[Counter, list[dict]]:
+    """Where the rows this run landed went: loaded, already present, exact or conflicting duplicates.
+
+    Returns (counts by metric, conflicts in the dedupe stage's shape)."""
+    params = {"run": run_id, "since": since}
+    landed = query(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT eventId) AS events, MIN({PARTITION_COLUMN}) AS lo, "
+                       f"MAX({PARTITION_COLUMN}) AS hi FROM {landing.sql} "
+                       f"WHERE import_run_id = @run AND landed_at >= @since", params)[0]
+    counts: Counter = Counter()
+    if not landed["n"]:
+        return counts, []
+    loaded = query(bq, f"SELECT COUNT(*) AS n FROM {target.sql} WHERE import_run_id = @run "
+                       f"AND {PARTITION_COLUMN} BETWEEN @lo AND @hi",
+                   {"run": run_id, "lo": landed["lo"], "hi": landed["hi"]})[0]["n"]
+    counts["loaded"] = loaded
+    counts["already_present"] = landed["events"] - loaded
+    # the same-eventId groups of this run, resolved exactly as the file import resolves a bucket
+    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
+    repeated = bq.client.query(
+        f"SELECT {cols} FROM {landing.sql} WHERE import_run_id = @run AND landed_at >= @since AND eventId IN "
+        f"(SELECT eventId FROM {landing.sql} WHERE import_run_id = @run AND landed_at >= @since "
+        f"GROUP BY eventId HAVING COUNT(*) > 1)",
+        job_config=_params(params), retry=bq.retry(), job_retry=None,
+    ).result(retry=bq.retry()).to_arrow(create_bqstorage_client=False)
+    conflicts: list[dict] = []
+    if repeated.num_rows:
+        result = resolve_bucket([repeated.select(EVENT_COLUMNS).cast(ROW_SCHEMA)])
+        for (_, metric), n in result.counts.items():
+            if metric != "loaded":
+                counts[metric] += n
+        conflicts = result.conflicts
+    return counts, conflicts
+
+
+def _params(params: dict):
+    from google.cloud import bigquery
+
+    kinds = {str: "STRING", datetime: "TIMESTAMP"}
+    return bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter(k, kinds[type(v)], v) for k, v in params.items()])
+
+
+def append_conflicts(bq: BigQuerySession, table: TableRef, records: list[dict]) -> None:
+    """Append conflict records (``serialize.conflict_record`` shape)."""
+    ids = [f"{r['run_id']}/{r['eventId']}/{i}" for i, r in enumerate(records)]
+    _insert(bq, table, records, ids)
