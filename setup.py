@@ -19,6 +19,7 @@ setup(
     version="0.1.0",
     description="Import exported collector events into BigQuery with Apache Beam.",
     packages=["pipeline", "schemas", "transforms"],
+    py_modules=["rlvt_own_packages"],  # checks that the three generic names above are ours
     python_requires=">=3.11,<3.12",
     install_requires=RUNTIME,
     entry_points={"console_scripts": ["rlvt-import = pipeline.launcher:main"]},
