@@ -7,6 +7,9 @@
 #                            Without --bigquery_endpoint and without Google credentials, BigQuery is the
 #                            local emulator (started if needed); without any output, local-project.rlvt.events
 #   ./run.sh query "SQL" [--format=json]   run SQL on the local emulator (or real BigQuery when configured)
+#   ./run.sh pubsub-demo     start the Pub/Sub emulator, publish the example export to a topic and import it
+#                            from its subscription into local-project.rlvt.stream_events
+#   ./run.sh publish FILES… --topic projects/P/topics/T [--subscription …]   publish lines as messages
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
 #   ./run.sh test [ARGS…]    set up and run the whole test suite (ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
@@ -46,6 +49,18 @@ setup_all() {
 
 py() { "$VENV/bin/python" "$@"; }
 
+LOCAL_PUBSUB="127.0.0.1:${PUBSUB_EMULATOR_PORT:-8085}"
+DEMO_TOPIC=projects/local-project/topics/rlvt-events
+DEMO_SUBSCRIPTION=projects/local-project/subscriptions/rlvt-events-import
+
+# Without credentials or an emulator already named, Pub/Sub is the local emulator (started if needed).
+use_local_pubsub() {
+  if [ -z "${PUBSUB_EMULATOR_HOST:-}" ] && ! has_google_credentials; then
+    scripts/pubsub_emulator.sh start >&2
+    export PUBSUB_EMULATOR_HOST="$LOCAL_PUBSUB"
+    echo "no Google credentials: using the local Pub/Sub emulator at $PUBSUB_EMULATOR_HOST" >&2
+  fi
+}
 LOCAL_BQ_PORT=${BQ_EMULATOR_PORT:-9050}
 LOCAL_BQ="http://127.0.0.1:$LOCAL_BQ_PORT"
 DEFAULT_TABLE=local-project.rlvt.events
@@ -101,6 +116,7 @@ case "$cmd" in
     ;;
   import)
     setup
+    if has_flag input_subscription "$@"; then use_local_pubsub; fi
     local_import_args "$@"
     py -m pipeline "${IMPORT_ARGS[@]}"
     ;;
@@ -113,7 +129,17 @@ case "$cmd" in
       py -m pipeline.query --bigquery_endpoint "$LOCAL_BQ" "$@"
     fi
     ;;
-  stop) scripts/bigquery_emulator.sh stop ;;
+  publish) setup; use_local_pubsub; py -m pipeline.publish "$@" ;;
+  pubsub-demo)
+    setup
+    use_local_pubsub
+    start_bigquery
+    py -m pipeline.publish "$ROOT/examples/*.ndjson.gz" --topic "$DEMO_TOPIC" --subscription "$DEMO_SUBSCRIPTION"
+    py -m pipeline --input_subscription "$DEMO_SUBSCRIPTION" --output_table local-project.rlvt.stream_events \
+      --bigquery_endpoint "$LOCAL_BQ" --datasource_id 61a095fdd8d2e20011544831 \
+      --stop_after_idle_seconds 5 --merge_interval_seconds 10 "$@"
+    ;;
+  stop) scripts/bigquery_emulator.sh stop; scripts/pubsub_emulator.sh stop ;;
   test)
     setup_all
     set +e
@@ -123,6 +149,6 @@ case "$cmd" in
     exit $code
     ;;
   bench) setup; py bench/run_bench.py "$@" ;;
-  -h|--help|help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "unknown command: $cmd (try ./run.sh help)" >&2; exit 2 ;;
 esac
