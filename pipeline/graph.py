@@ -62,6 +62,8 @@ def build_subscription_pipeline(p: beam.Pipeline, opts: CheckedOptions, ctx: Imp
                                 accounting_prefix: str, local: bool) -> None:
     """Add a Pub/Sub import to ``p``: the subscription read, landed and MERGEd (see transforms.read_pubsub)."""
     counts = p | "ImportSubscription" >> ImportSubscription(opts.stream, opts.target, ctx, opts.policy, local)
+    if counts is None:  # a streaming job never ends: its accounting is its metrics
+        return
     _ = (
         counts
         | "SumCounts" >> beam.CombinePerKey(sum)

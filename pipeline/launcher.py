@@ -99,25 +99,26 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     checked: CheckedOptions = check_options(options, to_micros(started))
     run_id = checked.run_id or new_run_id(started)
     ctx = ImportContext(run_id, to_micros(started), checked.datasource_id)
-    is_local = options.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner",
-                                                           "BundleBasedDirectRunner")
+    local_runner = options.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner",
+                                                               "BundleBasedDirectRunner")
     local_runner_defaults(options)
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     temp_root = temp_location or tempfile.mkdtemp(prefix="importer-")
     work_dir = FileSystems.join(temp_root, run_id if temp_location else "work")
     accounting_prefix = FileSystems.join(work_dir, "accounting")
-    p = beam.Pipeline(options=options)
     tables = None
     if checked.stream is not None:
         sources = [checked.stream.subscription]
         log.info("writing to %s: %s", checked.target.where, checked.target.events)
         tables = prepare_target(checked.target, checked.stream.landing)
-        if is_local:
+        pull = checked.pubsub_reader == "pull" or (checked.pubsub_reader == "auto" and local_runner)
+        if pull:
             options.view_as(DirectOptions).direct_num_workers = 1  # one reader loop
             options.view_as(DirectOptions).direct_running_mode = "in_memory"
         else:
             options.view_as(StandardOptions).streaming = True
-        build_subscription_pipeline(p, checked, ctx, accounting_prefix, local=is_local)
+        p = beam.Pipeline(options=options)
+        build_subscription_pipeline(p, checked, ctx, accounting_prefix, local=pull)
         log.info("import %s from %s (MERGE every %.0f s)", run_id, sources[0], checked.stream.merge_interval)
     else:
         files = expand_patterns(checked.inputs)
@@ -134,6 +135,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         else:
             _remove_previous_outputs(checked.output_dir)
             sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
+        p = beam.Pipeline(options=options)
         build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink)
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
 

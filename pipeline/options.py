@@ -41,7 +41,8 @@ class ImportOptions(PipelineOptions):
                  "--output_table). Rows land in a landing table and are MERGEd into the target periodically.")
         parser.add_argument(
             "--merge_interval_seconds", type=float, default=60.0,
-            help="Pub/Sub import: how often landed rows are MERGEd into the target (default 60).")
+            help="Pub/Sub import: how often landed rows are MERGEd into the target (default 60). 0: no periodic "
+                 "MERGE (a local run still MERGEs when it stops; on Dataflow, MERGE from a scheduled job instead).")
         parser.add_argument(
             "--stop_after_idle_seconds", type=float, default=None,
             help="Pub/Sub import, local runs: stop cleanly (last MERGE, report) after this many seconds without "
@@ -49,6 +50,11 @@ class ImportOptions(PipelineOptions):
         parser.add_argument(
             "--max_messages", type=int, default=1000,
             help="Pub/Sub import: messages pulled (and landed, then acknowledged) per batch (default 1000).")
+        parser.add_argument(
+            "--pubsub_reader", default="auto", choices=("auto", "pull", "beam"),
+            help="Pub/Sub import: pull = the importer's pull-land-acknowledge loop (local runs); beam = Beam's "
+                 "ReadFromPubSub in a streaming job (Dataflow); auto (default) = pull on the local runners, "
+                 "beam otherwise.")
         parser.add_argument(
             "--landing_table", default=None, metavar="PROJECT.DATASET.TABLE",
             help="Pub/Sub import: where rows land before the MERGE (default: OUTPUT_TABLE__landing; its "
@@ -135,6 +141,7 @@ class CheckedOptions:
     inputs: list[str]
     subscription: str | None
     stream: StreamSettings | None
+    pubsub_reader: str
     input_format: str
     datasource_id: str | None
     output_dir: str | None
@@ -230,10 +237,11 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
             stop_after_idle=o.stop_after_idle_seconds,
             max_messages=o.max_messages,
         )
-        if o.merge_interval_seconds <= 0 or o.max_messages < 1:
-            raise ValueError("--merge_interval_seconds must be positive and --max_messages at least 1")
+        if o.merge_interval_seconds < 0 or o.max_messages < 1:
+            raise ValueError("--merge_interval_seconds must be 0 or more and --max_messages at least 1")
     return CheckedOptions(
         inputs=list(o.input or []), subscription=o.input_subscription, stream=stream,
+        pubsub_reader=o.pubsub_reader,
         input_format=o.input_format, datasource_id=o.datasource_id,
         output_dir=o.output_dir, target=target, report_path=o.report_path, dry_run=dry_run,
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),

@@ -100,3 +100,34 @@ def test_killed_mid_way_and_restarted_loses_nothing_and_doubles_nothing(pubsub_e
     assert code == 0
     assert event_ids(bigquery_emulator, table) == sorted(envelope(i)["eventId"] for i in range(n))
     assert report["total"]["balanced"]
+
+
+def test_dataflow_reader_lands_messages_and_the_merge_moves_them(pubsub_emulator, bigquery_emulator):
+    """The ReadFromPubSub path (what Dataflow runs), here on Beam's local streaming runner: it lands rows
+    and dead letters; the MERGE (a pull-reader run here, the periodic impulse on Dataflow) moves them."""
+    topic, subscription = pubsub_emulator.topic_and_subscription("beamreader")
+    table = "local-project.stream_beam.events"
+    publish_lines(topic, [orjson.dumps(envelope(i)) for i in range(30)] + [b"{broken"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--runner=BundleBasedDirectRunner", "--pubsub_reader=beam",
+         "--input_subscription", subscription, "--output_table", table,
+         "--bigquery_endpoint", bigquery_emulator.endpoint, "--merge_interval_seconds", "0"],
+        cwd=ROOT, env=pubsub_emulator.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    landing = TableRef.parse(table + "__landing")
+    landed, deadline = 0, time.monotonic() + 120
+    try:
+        while landed < 30 and time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                landed = query(bigquery_emulator.session(), f"SELECT COUNT(*) AS n FROM {landing.sql}")[0]["n"]
+            except Exception:  # not created yet
+                landed = 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert landed == 30
+    dead = query(bigquery_emulator.session(), "SELECT raw_payload FROM `local-project.stream_beam.events_dead_letters`")
+    assert [d["raw_payload"] for d in dead] == ["{broken"]
+    code, _ = run(stream_args(bigquery_emulator, subscription, table, idle=1))
+    assert code == 0
+    assert event_ids(bigquery_emulator, table) == sorted(envelope(i)["eventId"] for i in range(30))

@@ -28,7 +28,7 @@ class Message:
 
     data: bytes
     message_id: str
-    publish_micros: int
+    publish_micros: int | None
     attributes: dict = field(default_factory=dict)
 
 

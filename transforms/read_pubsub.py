@@ -115,7 +115,7 @@ class PullLandAckFn(beam.DoFn):
                 elif s.stop_after_idle is not None and time.monotonic() - idle_since >= s.stop_after_idle:
                     log.info("no message for %.0f s: stopping", s.stop_after_idle)
                     break
-                if time.monotonic() - last_merge >= s.merge_interval:
+                if s.merge_interval and time.monotonic() - last_merge >= s.merge_interval:
                     self._merge(since)
                     last_merge = time.monotonic()
         except KeyboardInterrupt:
@@ -155,8 +155,8 @@ class ProcessAndLandFn(beam.DoFn):
         self.bq.close()
 
     def process(self, batch):
-        messages = [Message(m.data, m.message_id, to_micros(m.publish_time), dict(m.attributes or {}))
-                    for m in batch]
+        messages = [Message(m.data, m.message_id, to_micros(m.publish_time) if m.publish_time else None,
+                            dict(m.attributes or {})) for m in batch]
         processed = process_messages(messages, self.settings.subscription, self.ctx, self.policy)
         landing.append_rows(self.bq, self.settings.landing, processed.rows, to_micros(_now()))
         landing.append_dead_letters(self.bq, self.target.dead_letters, processed.dead_letters)
@@ -181,7 +181,8 @@ class MergeLandedFn(beam.DoFn):
 
 class ImportSubscription(beam.PTransform):
     """Read a subscription into the target. ``local=True``: the pull-land-ack reader (returns report
-    counts when it stops); otherwise Beam's ReadFromPubSub in a streaming job (counts as metrics)."""
+    counts when it stops); otherwise Beam's ReadFromPubSub in a streaming job (returns None: its
+    counts are metrics)."""
 
     def __init__(self, settings: StreamSettings, target: BigQueryTarget, ctx: ImportContext,
                  policy: TimestampPolicy, local: bool) -> None:
@@ -200,7 +201,8 @@ class ImportSubscription(beam.PTransform):
              | "ReadFromPubSub" >> ReadFromPubSub(subscription=s.subscription, with_attributes=True)
              | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=s.max_messages)
              | "ProcessAndLand" >> beam.ParDo(ProcessAndLandFn(s, self.target, self.ctx, self.policy)))
-        _ = (pbegin
-             | "MergeTimer" >> PeriodicImpulse(fire_interval=s.merge_interval, apply_windowing=False)
-             | "MergeLanded" >> beam.ParDo(MergeLandedFn(s, self.target)))
-        return pbegin.pipeline | "NoReportCounts" >> beam.Create([])
+        if s.merge_interval:
+            _ = (pbegin
+                 | "MergeTimer" >> PeriodicImpulse(fire_interval=s.merge_interval, apply_windowing=False)
+                 | "MergeLanded" >> beam.ParDo(MergeLandedFn(s, self.target)))
+        return None
