@@ -38,7 +38,7 @@ def build_pipeline(
         p
         | "ReadTasks" >> beam.Create(tasks)
         | "SpreadTasks" >> beam.Reshuffle()
-        | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy)
+        | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy, opts.row_policy)
     )
     unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets)
     outputs = ImportOutputs(unique, dead, conflicts)
@@ -61,7 +61,8 @@ def build_pipeline(
 def build_subscription_pipeline(p: beam.Pipeline, opts: CheckedOptions, ctx: ImportContext,
                                 accounting_prefix: str, local: bool) -> None:
     """Add a Pub/Sub import to ``p``: the subscription read, landed and MERGEd (see transforms.read_pubsub)."""
-    counts = p | "ImportSubscription" >> ImportSubscription(opts.stream, opts.target, ctx, opts.policy, local)
+    counts = p | "ImportSubscription" >> ImportSubscription(opts.stream, opts.target, ctx, opts.policy, local,
+                                                                   opts.row_policy)
     if counts is None:  # a streaming job never ends: its accounting is its metrics
         return
     _ = (

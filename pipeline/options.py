@@ -16,7 +16,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from schemas.envelope import DATASOURCE_ID_PATTERN
 from transforms.bq_client import BigQueryTarget, TableRef
+from transforms.privacy import PSEUDONYMIZABLE
 from transforms.read_pubsub import StreamSettings
+from transforms.row_policy import RowPolicy
 from transforms.sources import FORMATS
 from transforms.timestamps import TimestampPolicy, parse_instant
 
@@ -130,6 +132,25 @@ class ImportOptions(PipelineOptions):
             help="Uncompressed NDJSON files larger than this are read in byte ranges of about this size, in "
                  "parallel (default 64 MiB; 0 disables splitting).")
         parser.add_argument(
+            "--drop_bots", action="store_true", default=False,
+            help="Drop events whose user agent is a crawler, monitor or HTTP library (agent.is_bot), as the "
+                 "collector does; they are counted as filtered_bot in the report. Default: keep and flag them.")
+        parser.add_argument(
+            "--pseudonymize", default="", metavar="COLUMNS",
+            help="Comma-separated columns among clientId,tmpId to replace by their keyed hash (HMAC-SHA256, hex). "
+                 "The key comes from --hash_key_env or --hash_key_secret, never from a file.")
+        parser.add_argument(
+            "--hash_key_env", default="RLVT_HASH_KEY",
+            help="Environment variable holding the pseudonymization key, at least 16 bytes (default RLVT_HASH_KEY; "
+                 "on Dataflow workers use --hash_key_secret).")
+        parser.add_argument(
+            "--hash_key_secret", default=None, metavar="projects/P/secrets/S/versions/V",
+            help="Secret Manager version holding the pseudonymization key (read by each worker).")
+        parser.add_argument(
+            "--redact_dead_letters", action="store_true", default=False,
+            help="Keep only a SHA-256 digest and the size of rejected payloads (and no offending values) in dead "
+                 "letters: nothing personal is stored, but they can no longer be fixed and replayed.")
+        parser.add_argument(
             "--run_id", default=None,
             help="Id of this import run, stamped on every row and dead letter (default: generated).")
 
@@ -154,6 +175,7 @@ class CheckedOptions:
     max_line_bytes: int
     split_bytes: int
     run_id: str | None
+    row_policy: RowPolicy
 
 
 def _instant(flag: str, text: str) -> int:
@@ -225,6 +247,13 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
                              ("--max_line_bytes", o.max_line_bytes, 64), ("--split_bytes", o.split_bytes, 0)):
         if value < low:
             raise ValueError(f"{flag} must be at least {low} (got {value})")
+    pseudonymize = tuple(c.strip() for c in o.pseudonymize.split(",") if c.strip())
+    unknown = [c for c in pseudonymize if c not in PSEUDONYMIZABLE]
+    if unknown:
+        raise ValueError(f"--pseudonymize takes {', '.join(PSEUDONYMIZABLE)}; not {', '.join(unknown)}")
+    row_policy = RowPolicy(drop_bots=o.drop_bots, pseudonymize=pseudonymize, hash_key_env=o.hash_key_env,
+                           hash_key_secret=o.hash_key_secret, redact_dead_letters=o.redact_dead_letters)
+    row_policy.key()  # fail now, with what to do, rather than in a worker
     if o.split_bytes and o.split_bytes < o.max_line_bytes:
         raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
     stream = None
@@ -246,5 +275,5 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         output_dir=o.output_dir, target=target, report_path=o.report_path, dry_run=dry_run,
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),
         buckets=o.buckets, batch_size=o.batch_size, max_line_bytes=o.max_line_bytes,
-        split_bytes=o.split_bytes, run_id=o.run_id,
+        split_bytes=o.split_bytes, run_id=o.run_id, row_policy=row_policy,
     )

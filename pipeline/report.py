@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicting", "dead_lettered")
+OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicting", "dead_lettered",
+            "filtered_bot")
 
 
 def _file_entry() -> dict:
@@ -69,6 +70,8 @@ def summary(report: dict) -> str:
     ]
     if t["already_present"]:
         lines.append(f"  already present:       {t['already_present']:,}")
+    if t["filtered_bot"]:
+        lines.append(f"  bots dropped:          {t['filtered_bot']:,}")
     lines += [
         f"  exact duplicates:      {t['duplicate_exact']:,}",
         f"  conflicting duplicates: {t['duplicate_conflicting']:,}",
@@ -91,7 +94,9 @@ def summary(report: dict) -> str:
             lines.append(f"  {name + ':':<22} {where}")
     if report["ok"]:
         present = " + already present" if t["already_present"] else ""
-        lines.append(f"  every record accounted for: read {t['read']:,} = loaded{present} + duplicates + dead-lettered")
+        bots = " + bots dropped" if t["filtered_bot"] else ""
+        lines.append(f"  every record accounted for: read {t['read']:,} = loaded{present} + duplicates + "
+                     f"dead-lettered{bots}")
     else:
         lines.append("  PROBLEMS:")
         lines += [f"    - {p}" for p in report["problems"]]

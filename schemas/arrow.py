@@ -22,6 +22,8 @@ _SCALARS = {
 def arrow_type(col: OutputColumn) -> pa.DataType:
     if col.kind in _SCALARS:
         return _SCALARS[col.kind]
+    if col.kind == "record":
+        return pa.struct([arrow_field(sub) for sub in col.fields])
     # labels / reasons: a repeated record of the column's sub-fields
     return pa.list_(pa.struct([arrow_field(sub) for sub in col.fields]))
 

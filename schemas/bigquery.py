@@ -18,6 +18,7 @@ _TYPES = {
     "numeric": ("NUMERIC", "NULLABLE"),
     "string_list": ("STRING", "REPEATED"),
     "labels": ("RECORD", "REPEATED"),
+    "record": ("RECORD", "NULLABLE"),
     "reasons": ("RECORD", "REPEATED"),
 }
 

@@ -134,7 +134,7 @@ class OutputColumn:
     ``schemas.bigquery`` map it to their own types."""
 
     name: str
-    kind: str  # string | int64 | bool | timestamp | numeric | string_list | labels
+    kind: str  # string | int64 | bool | timestamp | numeric | string_list | labels | reasons | record
     description: str
     required: bool = False
     group: str = "event"  # event | quality | lineage
@@ -171,6 +171,19 @@ OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
         required=True,
     ),
     OutputColumn("ua", "string", _envelope_description("ua")),
+    OutputColumn(
+        "agent", "record",
+        "The user agent parsed (ua-parser and its bundled rules); null when there is no `ua`.",
+        fields=(
+            OutputColumn("browser", "string", "Browser (or app, crawler) family, e.g. `Chrome`, `Mobile Safari`."),
+            OutputColumn("browser_version", "string", "Browser version, e.g. `17.1`."),
+            OutputColumn("os", "string", "Operating system family, e.g. `iOS`, `Windows`."),
+            OutputColumn("os_version", "string", "Operating system version."),
+            OutputColumn("device", "string", "Device family, e.g. `iPhone`, `Other` (desktop), `Spider` (crawler)."),
+            OutputColumn("is_bot", "bool", "True for crawlers, link previews, uptime monitors and headless browsers "
+                         "(see `--drop_bots`); HTTP libraries of server senders are not bots."),
+        ),
+    ),
     OutputColumn(
         "ids", "string_list",
         "Identifiers of the items the event is about, always a list: from `data.ids` (a list, or "

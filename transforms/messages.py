@@ -17,7 +17,9 @@ import pyarrow as pa
 from schemas.arrow import ROW_SCHEMA
 from transforms.normalize import normalize_batch
 from transforms.parse import parse_lines
+from transforms.privacy import redact
 from transforms.records import ImportContext, LineBatch
+from transforms.row_policy import RowPolicy, apply_row_policy
 from transforms.timestamps import TimestampPolicy
 from transforms.validate import validate_batch
 
@@ -44,8 +46,10 @@ def _attributes_json(attributes: dict) -> str | None:
 
 
 def process_messages(messages: list[Message], subscription: str, ctx: ImportContext,
-                     policy: TimestampPolicy) -> ProcessedMessages:
-    """Parse, validate and normalize a batch of messages; every record is a row or a dead letter."""
+                     policy: TimestampPolicy, row_policy: RowPolicy = RowPolicy(),
+                     key: bytes | None = None) -> ProcessedMessages:
+    """Parse, validate and normalize a batch of messages; every record is a row, a dead letter or
+    (with ``--drop_bots``) a dropped bot."""
     # the message's position in the batch stands in for a line number until lineage is stamped
     lines = LineBatch(subscription, [m.data for m in messages], list(range(len(messages))))
     records, dead = parse_lines(lines, ctx)
@@ -57,9 +61,12 @@ def process_messages(messages: list[Message], subscription: str, ctx: ImportCont
         dead += late_dead
         counts.update({"label_issue:" + k: v for k, v in flags.items()})
         table = _with_message_lineage(table, messages)
+        if row_policy.changes_rows:
+            table, bots = apply_row_policy(table, row_policy, key)
+            counts["filtered_bot"] += sum(bots.values())
     else:
         table = ROW_SCHEMA.empty_table()
-    for d in dead:
+    for i, d in enumerate(dead):
         message = messages[d["source_line"]]
         d["source_line"] = None
         d["source_message_id"] = message.message_id
@@ -67,6 +74,8 @@ def process_messages(messages: list[Message], subscription: str, ctx: ImportCont
         counts["dead_lettered"] += 1
         for code in {r["code"] for r in d["reasons"]}:
             counts["dead_letter:" + code] += 1
+        if row_policy.redact_dead_letters:
+            dead[i] = redact(d)
     return ProcessedMessages(table, dead, counts)
 
 

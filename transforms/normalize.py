@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from schemas.arrow import ROW_SCHEMA
 from schemas.envelope import TIMESTAMP_REASONS
+from transforms.agents import agents_column
 from transforms.labels import normalize_labels
 from transforms.records import ImportContext, RecordBatch, dead_letter, reason
 from transforms.timestamps import TimestampPolicy, convert_epochs
@@ -79,6 +80,7 @@ def normalize_batch(
         return [r.get(name) for r in records]
 
     urls = normalize_urls(pa.array(col("url"), pa.string()))
+    uas = pa.array(col("ua"), pa.string())
     columns = {
         "eventId": col("eventId"),
         "timestamp": pa.array(micros, pa.int64()).cast(ROW_SCHEMA.field("timestamp").type),
@@ -88,7 +90,8 @@ def normalize_batch(
         "tmpId": col("tmpId"),
         "clientId": col("clientId"),
         "url": urls,
-        "ua": col("ua"),
+        "ua": uas,
+        "agent": agents_column(uas, ROW_SCHEMA.field("agent").type),
         "ids": ids,
         "transId": trans,
         "value": values,

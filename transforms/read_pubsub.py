@@ -30,6 +30,7 @@ from transforms import landing
 from transforms.bq_client import BigQueryTarget, TableRef
 from transforms.messages import Message, process_messages
 from transforms.records import ImportContext
+from transforms.row_policy import RowPolicy
 from transforms.serialize import conflict_record
 from transforms.timestamps import TimestampPolicy, to_micros
 
@@ -60,8 +61,9 @@ class PullLandAckFn(beam.DoFn):
     """The local reader: pull → process → land → acknowledge, in a loop; MERGE on a timer."""
 
     def __init__(self, settings: StreamSettings, target: BigQueryTarget, ctx: ImportContext,
-                 policy: TimestampPolicy) -> None:
+                 policy: TimestampPolicy, row_policy: RowPolicy) -> None:
         self.settings, self.target, self.ctx, self.policy = settings, target, ctx, policy
+        self.row_policy = row_policy
         self._messages = Metrics.counter("importer", "pubsub_messages")
         self._merged = Metrics.counter("importer", "merged_rows")
 
@@ -70,6 +72,7 @@ class PullLandAckFn(beam.DoFn):
 
         self.subscriber = pubsub_v1.SubscriberClient()
         self.bq = self.target.connect()
+        self.key = self.row_policy.key()
 
     def teardown(self) -> None:
         self.subscriber.close()
@@ -130,7 +133,8 @@ class PullLandAckFn(beam.DoFn):
 
     def _land(self, received: list, counts: Counter) -> None:
         messages = [_message(r) for r in received]
-        processed = process_messages(messages, self.settings.subscription, self.ctx, self.policy)
+        processed = process_messages(messages, self.settings.subscription, self.ctx, self.policy,
+                                     self.row_policy, self.key)
         landing.append_rows(self.bq, self.settings.landing, processed.rows, to_micros(_now()))
         landing.append_dead_letters(self.bq, self.target.dead_letters, processed.dead_letters)
         # acknowledged only now: everything these messages held is in BigQuery
@@ -144,12 +148,14 @@ class ProcessAndLandFn(beam.DoFn):
     """Dataflow: a batch of messages → rows and dead letters appended to their tables."""
 
     def __init__(self, settings: StreamSettings, target: BigQueryTarget, ctx: ImportContext,
-                 policy: TimestampPolicy) -> None:
+                 policy: TimestampPolicy, row_policy: RowPolicy) -> None:
         self.settings, self.target, self.ctx, self.policy = settings, target, ctx, policy
+        self.row_policy = row_policy
         self._counts: dict = {}
 
     def setup(self) -> None:
         self.bq = self.target.connect()
+        self.key = self.row_policy.key()
 
     def teardown(self) -> None:
         self.bq.close()
@@ -157,7 +163,8 @@ class ProcessAndLandFn(beam.DoFn):
     def process(self, batch):
         messages = [Message(m.data, m.message_id, to_micros(m.publish_time) if m.publish_time else None,
                             dict(m.attributes or {})) for m in batch]
-        processed = process_messages(messages, self.settings.subscription, self.ctx, self.policy)
+        processed = process_messages(messages, self.settings.subscription, self.ctx, self.policy,
+                                     self.row_policy, self.key)
         landing.append_rows(self.bq, self.settings.landing, processed.rows, to_micros(_now()))
         landing.append_dead_letters(self.bq, self.target.dead_letters, processed.dead_letters)
         for metric, n in processed.counts.items():
@@ -185,22 +192,24 @@ class ImportSubscription(beam.PTransform):
     counts are metrics)."""
 
     def __init__(self, settings: StreamSettings, target: BigQueryTarget, ctx: ImportContext,
-                 policy: TimestampPolicy, local: bool) -> None:
+                 policy: TimestampPolicy, local: bool, row_policy: RowPolicy = RowPolicy()) -> None:
         super().__init__()
         self.settings, self.target, self.ctx, self.policy, self.local = settings, target, ctx, policy, local
+        self.row_policy = row_policy
 
     def expand(self, pbegin):
         s = self.settings
+        stage_args = (s, self.target, self.ctx, self.policy, self.row_policy)
         if self.local:
             return (pbegin | "Start" >> beam.Create([None])
-                    | "PullLandAck" >> beam.ParDo(PullLandAckFn(s, self.target, self.ctx, self.policy)))
+                    | "PullLandAck" >> beam.ParDo(PullLandAckFn(*stage_args)))
         from apache_beam.io.gcp.pubsub import ReadFromPubSub
         from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
         _ = (pbegin
              | "ReadFromPubSub" >> ReadFromPubSub(subscription=s.subscription, with_attributes=True)
              | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=s.max_messages)
-             | "ProcessAndLand" >> beam.ParDo(ProcessAndLandFn(s, self.target, self.ctx, self.policy)))
+             | "ProcessAndLand" >> beam.ParDo(ProcessAndLandFn(*stage_args)))
         if s.merge_interval:
             _ = (pbegin
                  | "MergeTimer" >> PeriodicImpulse(fire_interval=s.merge_interval, apply_windowing=False)

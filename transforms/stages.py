@@ -16,7 +16,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from transforms import dedupe, normalize, parse, read, validate
+from transforms.privacy import redact
 from transforms.records import ImportContext, LineBatch
+from transforms.row_policy import RowPolicy, apply_row_policy
 from transforms.sources import ReadTask
 from transforms.timestamps import TimestampPolicy
 
@@ -109,13 +111,20 @@ class NormalizeEventsFn(_TimedDoFn):
 
     STAGE = "normalize"
 
-    def __init__(self, ctx: ImportContext, policy: TimestampPolicy) -> None:
+    def __init__(self, ctx: ImportContext, policy: TimestampPolicy, row_policy: RowPolicy) -> None:
         super().__init__()
-        self.ctx, self.policy = ctx, policy
+        self.ctx, self.policy, self.row_policy = ctx, policy, row_policy
+
+    def setup(self) -> None:
+        self.key = self.row_policy.key()
 
     def process(self, batch) -> Iterator:
         started = time.perf_counter()
         table, dead, flags = normalize.normalize_batch(batch, self.ctx, self.policy)
+        if self.row_policy.changes_rows:
+            table, bots = apply_row_policy(table, self.row_policy, self.key)
+            for uri, n in bots.items():
+                yield TaggedOutput(COUNTS, ((uri, "filtered_bot"), n))
         self._timed(started, len(batch))
         yield from (TaggedOutput(DEAD_LETTERS, d) for d in dead)
         for flag, n in flags.items():
@@ -151,9 +160,10 @@ def dead_letter_counts(dead: dict) -> Iterator:
 class ReadValidateNormalize(beam.PTransform):
     """Read tasks → normalized Arrow tables, with dead letters and counts as tagged outputs."""
 
-    def __init__(self, ctx: ImportContext, limits: read.ReadLimits, policy: TimestampPolicy) -> None:
+    def __init__(self, ctx: ImportContext, limits: read.ReadLimits, policy: TimestampPolicy,
+                 row_policy: RowPolicy = RowPolicy()) -> None:
         super().__init__()
-        self.ctx, self.limits, self.policy = ctx, limits, policy
+        self.ctx, self.limits, self.policy, self.row_policy = ctx, limits, policy, row_policy
 
     def expand(self, tasks):
         split = tasks | "SplitTasks" >> beam.Filter(lambda t: t.splits > 1)
@@ -165,10 +175,13 @@ class ReadValidateNormalize(beam.PTransform):
         parsed = raw.batches | "Parse" >> beam.ParDo(ParseRecordsFn(self.ctx)).with_outputs(*tags, main="records")
         valid = parsed.records | "Validate" >> beam.ParDo(ValidateEnvelopesFn(self.ctx)).with_outputs(
             DEAD_LETTERS, main="records")
-        rows = valid.records | "Normalize" >> beam.ParDo(NormalizeEventsFn(self.ctx, self.policy)).with_outputs(
+        rows = valid.records | "Normalize" >> beam.ParDo(
+            NormalizeEventsFn(self.ctx, self.policy, self.row_policy)).with_outputs(
             *tags, main="rows")
         dead = (raw.dead_letters, parsed.dead_letters, valid.dead_letters, rows.dead_letters) \
             | "AllDeadLetters" >> beam.Flatten()
+        if self.row_policy.redact_dead_letters:
+            dead = dead | "RedactDeadLetters" >> beam.Map(redact)
         counts = (raw.counts, parsed.counts, rows.counts,
                   dead | "CountDeadLetters" >> beam.FlatMap(dead_letter_counts)) \
             | "StageCounts" >> beam.Flatten()

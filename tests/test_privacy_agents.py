@@ -1,0 +1,103 @@
+"""User-agent parsing, bot dropping, keyed pseudonyms and redacted dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.launcher import run
+from tests.factory import envelope, line, write_ndjson
+from transforms.agents import agents_column, parse_agent
+from transforms.privacy import MissingKeyError, load_key, pseudonymize, redact
+from transforms.records import ImportContext, dead_letter, reason
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.1 Mobile/15E148 Safari/604.1")
+KEY = b"k" * 32
+
+
+@pytest.mark.parametrize("ua, browser, os, device, bot", [
+    (IPHONE, "Mobile Safari", "iOS", "iPhone", False),
+    (GOOGLEBOT, "Googlebot", None, "Spider", True),
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36",
+     "HeadlessChrome", "Linux", None, True),
+    ("python-requests/2.32.3", "Python Requests", None, None, False),  # a server sender, not a bot
+])
+def test_user_agents_are_parsed(ua, browser, os, device, bot):
+    agent = parse_agent(ua)
+    assert (agent["browser"], agent["os"], agent["device"], agent["is_bot"]) == (browser, os, device, bot)
+
+
+def test_agent_versions_and_nulls_in_a_column():
+    kind = pa.struct([("browser", pa.string()), ("browser_version", pa.string()), ("os", pa.string()),
+                      ("os_version", pa.string()), ("device", pa.string()), ("is_bot", pa.bool_())])
+    column = agents_column(pa.array([IPHONE, None, IPHONE]), kind).to_pylist()
+    assert column[1] is None and column[0] == column[2]
+    assert (column[0]["browser_version"], column[0]["os_version"]) == ("17.1", "17.1")
+
+
+@given(st.text(max_size=300))
+def test_parse_agent_never_raises(ua):
+    agent = parse_agent(ua)
+    assert set(agent) == {"browser", "browser_version", "os", "os_version", "device", "is_bot"}
+
+
+def test_pseudonyms_are_keyed_hmacs_and_keep_nulls():
+    values = pa.array(["alice@example.com", None, "alice@example.com", "bob"])
+    out = pseudonymize(values, KEY).to_pylist()
+    expected = hmac.new(KEY, b"alice@example.com", hashlib.sha256).hexdigest()
+    assert out == [expected, None, expected, hmac.new(KEY, b"bob", hashlib.sha256).hexdigest()]
+    assert pseudonymize(values, b"o" * 32).to_pylist()[0] != expected
+
+
+def test_the_key_must_come_from_the_environment_and_be_long_enough(monkeypatch):
+    monkeypatch.delenv("TEST_HASH_KEY", raising=False)
+    with pytest.raises(MissingKeyError, match="set the environment variable TEST_HASH_KEY"):
+        load_key("TEST_HASH_KEY", None)
+    monkeypatch.setenv("TEST_HASH_KEY", "short")
+    with pytest.raises(MissingKeyError, match="at least 16 bytes"):
+        load_key("TEST_HASH_KEY", None)
+    monkeypatch.setenv("TEST_HASH_KEY", "x" * 20)
+    assert load_key("TEST_HASH_KEY", None) == b"x" * 20
+
+
+def test_redacted_dead_letters_keep_no_payload_or_value():
+    ctx = ImportContext("run", 0)
+    raw = b'{"clientId":"jane@example.com","key":"bad"}'
+    dead = dead_letter(ctx, "validate", [reason("key:pattern", "m", "key", "jane@example.com")], raw, "f", 1)
+    out = redact(dead)
+    assert "jane" not in orjson.dumps(out).decode()
+    assert out["raw_payload"] == f"[redacted sha256:{hashlib.sha256(raw).hexdigest()}]"
+    assert (out["raw_bytes"], out["source_line"], out["reasons"][0]["code"]) == (len(raw), 1, "key:pattern")
+
+
+def test_import_with_bots_dropped_pseudonyms_and_redaction(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLVT_HASH_KEY", KEY.decode())
+    lines = [line(envelope(1, clientId="jane@example.com", ua=IPHONE)),
+             line(envelope(2, ua=GOOGLEBOT)),
+             line(envelope(3, key="bad", clientId="bob@example.com")),
+             line(envelope(4, ua=... ))]
+    path = write_ndjson(tmp_path / "in.ndjson", lines)
+    out = tmp_path / "out"
+    code, report = run(["--input", str(path), "--output_dir", str(out), "--drop_bots", "--pseudonymize",
+                        "clientId,tmpId", "--redact_dead_letters", "--direct_num_workers=1"])
+    assert code == 0 and report["ok"]
+    t = report["total"]
+    assert (t["read"], t["loaded"], t["filtered_bot"], t["dead_lettered"]) == (4, 2, 1, 1)
+    rows = {r["eventId"]: r for p in (out / "rows").glob("*.parquet") for r in pq.read_table(p).to_pylist()}
+    jane = rows[envelope(1)["eventId"]]
+    assert jane["clientId"] == hmac.new(KEY, b"jane@example.com", hashlib.sha256).hexdigest()
+    assert jane["tmpId"] == hmac.new(KEY, envelope(1)["tmpId"].encode(), hashlib.sha256).hexdigest()
+    assert jane["agent"]["os"] == "iOS" and rows[envelope(4)["eventId"]]["agent"] is None
+    dead_text = "".join(p.read_text() for p in (out / "dead_letters").glob("*.ndjson"))
+    assert "bob@example.com" not in dead_text and "[redacted sha256:" in dead_text
+    everything = "".join(str(r) for r in rows.values())
+    assert "jane@example.com" not in everything
