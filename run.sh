@@ -10,6 +10,7 @@
 #   ./run.sh pubsub-demo     start the Pub/Sub emulator, publish the example export to a topic and import it
 #                            from its subscription into local-project.rlvt.stream_events
 #   ./run.sh publish FILES… --topic projects/P/topics/T [--subscription …]   publish lines as messages
+#   ./run.sh replay --dead_letters FILES | --from_table T [--reason C] IMPORT_FLAGS…   re-import dead letters
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
 #   ./run.sh test [ARGS…]    set up and run the whole test suite (ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
@@ -130,6 +131,11 @@ case "$cmd" in
     fi
     ;;
   publish) setup; use_local_pubsub; py -m pipeline.publish "$@" ;;
+  replay)
+    setup
+    local_import_args "$@"
+    py -m pipeline.replay "${IMPORT_ARGS[@]}"
+    ;;
   pubsub-demo)
     setup
     use_local_pubsub
@@ -149,6 +155,6 @@ case "$cmd" in
     exit $code
     ;;
   bench) setup; py bench/run_bench.py "$@" ;;
-  -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "unknown command: $cmd (try ./run.sh help)" >&2; exit 2 ;;
 esac

@@ -1,0 +1,107 @@
+"""``./run.sh replay``: re-import dead letters through the same validation, dedupe and MERGE.
+
+    python -m pipeline.replay --dead_letters 'out/dead_letters/*.ndjson' IMPORT_FLAGS…   (files, after a fix)
+    python -m pipeline.replay --from_table P.D.T_dead_letters [--reason CODE] [--rejected_by RUN_ID]
+                              [--source URI] IMPORT_FLAGS…
+
+The raw payloads (exact bytes, from ``raw_payload_base64`` when set) are written one per line to a
+replay file, which is then imported like any export: rows already in the target stay single (the
+MERGE), records rejected again are dead-lettered again with the new run id, and the report accounts
+for every one. Redacted dead letters hold no payload and are skipped (and counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.launcher import main as import_main
+from transforms.bq_client import TableRef, make_client
+from transforms.bq_tables import query
+from transforms.sources import expand_patterns
+
+
+def payload(dead: dict) -> bytes | None:
+    """The exact bytes of a dead letter's record, or None when it was redacted."""
+    if dead.get("raw_payload_base64"):
+        return base64.b64decode(dead["raw_payload_base64"])
+    text = dead.get("raw_payload")
+    if text is None or text.startswith("[redacted sha256:"):
+        return None
+    return text.encode("utf-8")
+
+
+def from_files(pattern: str) -> list[dict]:
+    records = []
+    for uri, _ in expand_patterns([pattern]):
+        with FileSystems.open(uri) as f:
+            records += [orjson.loads(x) for x in f.read().splitlines() if x.strip()]
+    return records
+
+
+def from_table(table: str, endpoint: str | None, reason: str | None, run_id: str | None,
+               source: str | None) -> list[dict]:
+    ref = TableRef.parse(table)
+    where, params = ["TRUE"], {}
+    if reason:
+        where.append("EXISTS (SELECT 1 FROM UNNEST(reasons) AS r WHERE STARTS_WITH(r.code, @reason))")
+        params["reason"] = reason
+    if run_id:
+        where.append("run_id = @run_id")
+        params["run_id"] = run_id
+    if source:
+        where.append("source_uri = @source")
+        params["source"] = source
+    from transforms.bq_client import BigQuerySession
+
+    session = BigQuerySession(make_client(ref.project, endpoint), 60.0)
+    try:
+        return query(session, f"SELECT raw_payload, raw_payload_base64 FROM {ref.sql} WHERE {' AND '.join(where)} "
+                              f"ORDER BY rejected_at, source_uri, source_line, source_index", params)
+    finally:
+        session.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./run.sh replay", description=__doc__.splitlines()[0], add_help=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dead_letters", help="dead-letter NDJSON files (a path or glob), e.g. after a fix")
+    source.add_argument("--from_table", help="the dead-letter table to replay from")
+    parser.add_argument("--reason", help="only dead letters with a reason code starting with this (e.g. timestamp:)")
+    parser.add_argument("--rejected_by", help="only dead letters of this import run id")
+    parser.add_argument("--source", help="only dead letters from this source URI")
+    args, import_flags = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    endpoint = next((f.split("=", 1)[1] for f in import_flags if f.startswith("--bigquery_endpoint=")), None)
+    if endpoint is None and "--bigquery_endpoint" in import_flags:
+        endpoint = import_flags[import_flags.index("--bigquery_endpoint") + 1]
+    if any(f == "--input" or f.startswith("--input=") or f.startswith("--input_subscription") for f in import_flags):
+        print("error: replay reads dead letters; do not give --input", file=sys.stderr)
+        return 2
+    if args.dead_letters:
+        records = from_files(args.dead_letters)
+    else:
+        records = from_table(args.from_table, endpoint, args.reason, args.rejected_by, args.source)
+    payloads = [payload(r) for r in records]
+    redacted = sum(p is None for p in payloads)
+    payloads = [p for p in payloads if p is not None]
+    if redacted:
+        print(f"skipping {redacted} redacted dead letter(s): they hold no payload to replay", file=sys.stderr)
+    if not payloads:
+        print("nothing to replay", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="replay-") as folder:
+        path = Path(folder) / "replayed-dead-letters.ndjson"
+        # one payload per line: a payload holding a newline (it was one line when read) cannot occur
+        path.write_bytes(b"\n".join(payloads) + b"\n")
+        print(f"replaying {len(payloads)} dead letter(s)", file=sys.stderr)
+        return import_main(["--input", str(path), *import_flags])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
