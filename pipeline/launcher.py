@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import sys
 import tempfile
@@ -31,15 +32,26 @@ log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 
 
-def local_runner_defaults(options: PipelineOptions) -> None:
-    """Without --runner, use the in-process runner on every core (the default DirectRunner would try
-    to download the Prism runner binary, which fails offline)."""
+LOCAL_WORKERS = 2
+
+
+def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
+    """Without --runner, use Beam's in-process runner on two worker processes (the default DirectRunner
+    would try to download the Prism runner binary, which fails offline). Explicit
+    --direct_num_workers / --direct_running_mode win."""
     std = options.view_as(StandardOptions)
-    if std.runner is None:
-        std.runner = "FnApiRunner"
-        direct = options.view_as(DirectOptions)
-        direct.direct_num_workers = direct.direct_num_workers or 2
-        direct.direct_running_mode = "multi_processing" if direct.direct_num_workers > 1 else "in_memory"
+    if std.runner is not None:
+        return
+    std.runner = "FnApiRunner"
+    direct = options.view_as(DirectOptions)
+
+    def given(flag: str) -> bool:
+        return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+    if not given("--direct_num_workers"):
+        direct.direct_num_workers = LOCAL_WORKERS
+    if not given("--direct_running_mode"):
+        direct.direct_running_mode = "multi_processing" if direct.direct_num_workers != 1 else "in_memory"
 
 
 def new_run_id(started: datetime) -> str:
@@ -54,6 +66,20 @@ def _remove_previous_outputs(output_dir: str) -> None:
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
+
+
+def _check_temp_location(path: str) -> None:
+    """An unwritable local --temp_location stops the run here, with a message, before any work (inside
+    the pipeline it would surface as a worker traceback, after the tables were prepared)."""
+    if "://" in path:
+        return  # gs://: checking needs the bucket's credentials; the first write reports it
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ValueError(f"--temp_location {path} cannot be written ({err.strerror or err}): "
+                         f"give a folder the import can write to") from err
 
 
 def _is_target_failure(err: BaseException) -> bool:
@@ -101,8 +127,10 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     ctx = ImportContext(run_id, to_micros(started), checked.datasource_id)
     local_runner = options.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner",
                                                                "BundleBasedDirectRunner")
-    local_runner_defaults(options)
+    local_runner_defaults(options, list(argv or []))
     temp_location = options.view_as(GoogleCloudOptions).temp_location
+    if temp_location:
+        _check_temp_location(temp_location)
     temp_root = temp_location or tempfile.mkdtemp(prefix="importer-")
     work_dir = FileSystems.join(temp_root, run_id if temp_location else "work")
     accounting_prefix = FileSystems.join(work_dir, "accounting")
