@@ -11,6 +11,10 @@
 #                            from its subscription into local-project.rlvt.stream_events
 #   ./run.sh publish FILES… --topic projects/P/topics/T [--subscription …]   publish lines as messages
 #   ./run.sh replay --dead_letters FILES | --from_table T [--reason C] IMPORT_FLAGS…   re-import dead letters
+#   ./run.sh dataflow FLAGS…   run an import on Dataflow (scripts/dataflow.sh submit): needs --project,
+#                            --region, --temp_location gs://…; waits for the job and prints the report
+#   ./run.sh template-build  build the Flex Template image + spec (IMAGE=… TEMPLATE_PATH=… PROJECT=…)
+#   ./run.sh template-run FLAGS…   start a job from the Flex Template (docs/dataflow.md)
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
 #   ./run.sh test [ARGS…]    set up and run the whole test suite (ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
@@ -145,6 +149,8 @@ case "$cmd" in
       --bigquery_endpoint "$LOCAL_BQ" --datasource_id 61a095fdd8d2e20011544831 \
       --stop_after_idle_seconds 5 --merge_interval_seconds 10 "$@"
     ;;
+  dataflow) setup; exec scripts/dataflow.sh submit "$@" ;;
+  template-build|template-run) setup; exec scripts/dataflow.sh "$cmd" "$@" ;;
   stop) scripts/bigquery_emulator.sh stop; scripts/pubsub_emulator.sh stop ;;
   test)
     setup_all
@@ -155,6 +161,6 @@ case "$cmd" in
     exit $code
     ;;
   bench) setup; py bench/run_bench.py "$@" ;;
-  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "unknown command: $cmd (try ./run.sh help)" >&2; exit 2 ;;
 esac
