@@ -179,6 +179,9 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     finally:
         _remove_local(FileSystems.join(work_dir, "staging"))
     wall = time.monotonic() - clock
+    template = options.view_as(GoogleCloudOptions).template_location
+    if template:  # only the job graph was written: there is nothing to report yet
+        return EXIT_OK, {"run_id": run_id, "template_location": template}
     report = run_report.assemble(_read_counts(accounting_prefix), sources)
     _remove_local(work_dir if temp_location else temp_root)
     report.update({
@@ -233,5 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if "template_location" in report:
+        print(f"template written to {report['template_location']}; each job it starts reports on its own")
+        return code
     print(run_report.summary(report))
     return code
