@@ -29,10 +29,11 @@ def build_pipeline(
     ctx: ImportContext,
     accounting_prefix: str,
     sink: Callable[[], beam.PTransform] | None,
+    shuffle_dir: str | None = None,
 ) -> GraphOutputs:
     """Add the import to ``p``. ``sink`` makes the PTransform that writes ``ImportOutputs`` and returns
     counts of its own (None: write nothing, as in a dry run). Summed counts are written under
-    ``accounting_prefix``."""
+    ``accounting_prefix``; the dedupe shuffles its rows through files under ``shuffle_dir``."""
     limits = ReadLimits(batch_size=opts.batch_size, max_line_bytes=opts.max_line_bytes)
     rows, dead, stage_counts = (
         p
@@ -40,7 +41,7 @@ def build_pipeline(
         | "SpreadTasks" >> beam.Reshuffle()
         | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy, opts.row_policy)
     )
-    unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets)
+    unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets, shuffle_dir)
     outputs = ImportOutputs(unique, dead, conflicts)
     all_counts = [stage_counts, dedupe_counts]
     if sink is not None:

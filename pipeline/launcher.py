@@ -89,6 +89,16 @@ def _is_target_failure(err: BaseException) -> bool:
                                    "Forbidden", "TargetError", "Max retries exceeded"))
 
 
+def _remove_work_files(work_dir: str) -> None:
+    """Staged and shuffled rows are not needed once the run is over (success or not)."""
+    for name in ("staging", "shuffle"):
+        path = FileSystems.join(work_dir, name)
+        if "://" not in path:
+            _remove_local(path)
+        elif FileSystems.exists(path):
+            FileSystems.delete([path])
+
+
 def _remove_local(path: str) -> None:
     import shutil
 
@@ -164,7 +174,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
             _remove_previous_outputs(checked.output_dir)
             sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
         p = beam.Pipeline(options=options)
-        build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink)
+        build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink, FileSystems.join(work_dir, "shuffle"))
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
 
     clock = time.monotonic()
@@ -177,7 +187,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
                               f"(the load and the MERGE are atomic), re-run the same import: {err}") from err
         raise
     finally:
-        _remove_local(FileSystems.join(work_dir, "staging"))
+        _remove_work_files(work_dir)
     wall = time.monotonic() - clock
     template = options.view_as(GoogleCloudOptions).template_location
     if template:  # only the job graph was written: there is nothing to report yet

@@ -137,7 +137,7 @@ class OutputColumn:
     kind: str  # string | int64 | bool | timestamp | numeric | string_list | labels | reasons | record
     description: str
     required: bool = False
-    group: str = "event"  # event | quality | lineage
+    group: str = "event"  # event | quality | derived (computed from other columns) | lineage
     fields: tuple[OutputColumn, ...] = field(default=())
 
 
@@ -174,6 +174,7 @@ OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn(
         "agent", "record",
         "The user agent parsed (ua-parser and its bundled rules); null when there is no `ua`.",
+        group="derived",
         fields=(
             OutputColumn("browser", "string", "Browser (or app, crawler) family, e.g. `Chrome`, `Mobile Safari`."),
             OutputColumn("browser_version", "string", "Browser version, e.g. `17.1`."),
@@ -235,7 +236,7 @@ OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
 )
 
 OUTPUT_BY_NAME = {c.name: c for c in OUTPUT_COLUMNS}
-CONTENT_COLUMNS = tuple(c.name for c in OUTPUT_COLUMNS if c.group != "lineage")
+CONTENT_COLUMNS = tuple(c.name for c in OUTPUT_COLUMNS if c.group not in ("lineage", "derived"))
 """Columns compared to tell an exact duplicate (same content) from a conflicting one."""
 
 

@@ -176,8 +176,9 @@ def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dic
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
     ])
-    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None)
-    # job_retry=None: any other value wraps jobs.insert in a private 10-minute retry (client 3.47)
+    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None, timeout=bq.timeout)
+    # job_retry=None: any other value wraps jobs.insert in a private 10-minute retry (client 3.47);
+    # timeout: without one, a jobs.insert that gets no answer waits forever, whatever the retry deadline
     rows = job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
     return [dict(row.items()) for row in rows]
 
@@ -202,7 +203,7 @@ def merge_new_rows(bq: BigQuerySession, target: TableRef, staging: TableRef, col
     bigquery = _bigquery()
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ScalarQueryParameter("lo", "TIMESTAMP", lo), bigquery.ScalarQueryParameter("hi", "TIMESTAMP", hi)])
-    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None)
+    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None, timeout=bq.timeout)
     job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
     return int(job.num_dml_affected_rows or 0)
 

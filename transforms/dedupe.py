@@ -46,6 +46,18 @@ def split_into_buckets(table: pa.Table, buckets: int) -> list[tuple[int, pa.Tabl
     return [(int(sorted_numbers[s]), ordered.slice(s, e - s)) for s, e in zip(starts, ends)]
 
 
+def write_part(table: pa.Table, sink) -> None:
+    """One bucket part of a table, as an Arrow IPC stream (lz4: cheap to write, small on gs://)."""
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+
+
+def read_part(source) -> pa.Table:
+    with source:
+        return pa.ipc.open_stream(source).read_all()
+
+
 @dataclass
 class DedupeResult:
     rows: pa.Table

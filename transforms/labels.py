@@ -11,15 +11,15 @@ import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
-import orjson
-
 from schemas.envelope import ANDROID_ID_LABEL, RESERVED_LABELS, UNSPLIT_ID_EVENTS
+from transforms.records import compact_json
 
 CENT = Decimal("0.01")
 NUMERIC_LIMIT = Decimal(10) ** 29  # BigQuery NUMERIC holds 29 integer digits
 _MONEY_CONTEXT = Context(prec=40)
 """Room for 29 integer digits and the cents: the default context (28 digits) cannot quantize them."""
 _ID_SEPARATORS = re.compile(r"[;,|]")
+_HAS_SEPARATOR = _ID_SEPARATORS.search
 _CONSUMED = frozenset(RESERVED_LABELS) | {ANDROID_ID_LABEL}
 
 
@@ -39,7 +39,7 @@ def label_text(value: object) -> str | None:
         return value
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    return compact_json(value, sort_keys=True).decode()
 
 
 def to_money(value: object) -> tuple[Decimal | None, str | None]:
@@ -72,9 +72,14 @@ def to_money(value: object) -> tuple[Decimal | None, str | None]:
 
 def _id_items(raw: object, split: bool) -> tuple[list[str], bool]:
     """Ids from a list or a string; returns (ids, had_invalid_items)."""
-    if isinstance(raw, str):
-        parts = _ID_SEPARATORS.split(raw) if split else [raw]
-        return [p.strip() for p in parts if p.strip()], False
+    if type(raw) is str:
+        if not split or not _HAS_SEPARATOR(raw):
+            item = raw.strip()
+            return ([item] if item else []), False
+        return [p.strip() for p in _ID_SEPARATORS.split(raw) if p.strip()], False
+    if type(raw) is list and all(type(item) is str for item in raw):  # the usual list of ids
+        stripped = [item.strip() for item in raw]
+        return [item for item in stripped if item], False
     if isinstance(raw, list):
         ids: list[str] = []
         invalid = False
@@ -121,11 +126,15 @@ def normalize_labels(data: dict | None, event_name: str) -> Labels:
             out.flags.append(flag)
 
     blank = False
-    for key in sorted(k for k in data if k not in _CONSUMED or (k == ANDROID_ID_LABEL and "ids" in data)):
+    keep_id = "ids" in data
+    for key in sorted(data):
+        if key in _CONSUMED and not (keep_id and key == ANDROID_ID_LABEL):
+            continue
         if not key.strip():
             blank = True
             continue
-        out.labels.append({"key": key, "value": label_text(data[key])})
+        value = data[key]
+        out.labels.append({"key": key, "value": value if type(value) is str else label_text(value)})
     if blank:
         out.flags.append("labels:blank_key")
     return out

@@ -19,23 +19,16 @@ from transforms.labels import normalize_labels
 from transforms.records import ImportContext, RecordBatch, dead_letter, reason
 from transforms.timestamps import TimestampPolicy, convert_epochs
 from transforms.urls import normalize_urls
+from transforms.validate import wire_frame
 
 _TIME_STATUS = {1: "timestamp:missing", 2: "timestamp:not_finite", 3: "timestamp:out_of_range"}
 
 
-def _epochs(records: list[dict]) -> np.ndarray:
-    # validation guarantees a number or null/absent; huge ints become inf and fail the bounds
-    out = np.empty(len(records), dtype=np.float64)
-    for i, r in enumerate(records):
-        t = r.get("timestamp")
-        if t is None:
-            out[i] = np.nan
-        else:
-            try:
-                out[i] = t
-            except OverflowError:
-                out[i] = np.inf
-    return out
+STRING_COLUMNS = ("eventId", "key", "name", "tmpId", "clientId", "url", "ua", "b", "id")
+
+
+def _arrow_strings(frame, name: str) -> pa.Array:
+    return frame[name].to_arrow().cast(pa.string())
 
 
 def normalize_batch(
@@ -43,7 +36,9 @@ def normalize_batch(
 ) -> tuple[pa.Table, list[dict], Counter]:
     """Returns (rows, dead letters, quality-flag counts)."""
     records = batch.records
-    epochs = _epochs(records)
+    frame = batch.frame if batch.frame is not None else wire_frame(records)
+    # validation guarantees a number or null/absent (null → NaN; ints beyond float range → inf)
+    epochs = frame["timestamp"].to_numpy().astype(np.float64, copy=False)
     micros, status = convert_epochs(epochs, policy)
     dead: list[dict] = []
     bad = np.flatnonzero(status)
@@ -58,6 +53,7 @@ def normalize_batch(
         keep = np.flatnonzero(status == 0).tolist()
         batch = batch.subset(keep)
         records = batch.records
+        frame = frame[keep]
         micros = micros[keep]
         epochs = epochs[keep]
     filled = np.isnan(epochs)
@@ -65,40 +61,47 @@ def normalize_batch(
     n = len(records)
     ids, trans, values, labels, flags = [], [], [], [], []
     flag_counts: Counter = Counter()
+    any_filled = bool(filled.any())
     for i, r in enumerate(records):
-        lab = normalize_labels(r.get("data"), r["name"])
-        if filled[i]:
+        data = r.get("data")
+        if not data and not any_filled:  # `{}` or absent: the most common labels of all
+            ids.append([])
+            trans.append(None)
+            values.append(None)
+            labels.append([])
+            flags.append([])
+            continue
+        lab = normalize_labels(data, r["name"])
+        if any_filled and filled[i]:
             lab.flags.append("timestamp:filled")
         ids.append(lab.ids)
         trans.append(lab.trans_id)
         values.append(lab.value)
         labels.append(lab.labels)
         flags.append(lab.flags)
-        flag_counts.update(lab.flags)
+        if lab.flags:
+            flag_counts.update(lab.flags)
 
-    def col(name: str) -> list:
-        return [r.get(name) for r in records]
-
-    urls = normalize_urls(pa.array(col("url"), pa.string()))
-    uas = pa.array(col("ua"), pa.string())
+    col = {name: _arrow_strings(frame, name) for name in STRING_COLUMNS}
+    uas = col["ua"]
     columns = {
-        "eventId": col("eventId"),
+        "eventId": col["eventId"],
         "timestamp": pa.array(micros, pa.int64()).cast(ROW_SCHEMA.field("timestamp").type),
-        "key": col("key"),
+        "key": col["key"],
         "datasourceId": [ctx.datasource_id] * n,
-        "name": col("name"),
-        "tmpId": col("tmpId"),
-        "clientId": col("clientId"),
-        "url": urls,
+        "name": col["name"],
+        "tmpId": col["tmpId"],
+        "clientId": col["clientId"],
+        "url": normalize_urls(col["url"]),
         "ua": uas,
         "agent": agents_column(uas, ROW_SCHEMA.field("agent").type),
         "ids": ids,
         "transId": trans,
         "value": values,
         "labels": labels,
-        "b": col("b"),
-        "id": col("id"),
-        "v": [int(v) for v in col("v")],
+        "b": col["b"],
+        "id": col["id"],
+        "v": frame["v"].to_arrow().cast(pa.int64()),
         "quality_flags": flags,
         "source_uri": [batch.source_uri] * n,
         "source_line": batch.line_numbers,

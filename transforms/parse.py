@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
-from transforms.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
+from transforms.records import ImportContext, LineBatch, RecordBatch, compact_json, dead_letter, reason
 
 BOM = b"\xef\xbb\xbf"
 
@@ -52,7 +52,7 @@ def parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list
             if not value:
                 dead.append(dead_letter(ctx, "parse", [_invalid("parse:empty_array")], raw, uri, line))
             for index, element in enumerate(value):
-                element_raw = orjson.dumps(element)
+                element_raw = compact_json(element)
                 if type(element) is dict:
                     out.append(element, element_raw, line, index)
                 else:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
-from transforms.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
+from transforms.records import ImportContext, LineBatch, RecordBatch, compact_json, dead_letter, reason
 from transforms.sources import DECOMPRESSION_ERRORS, ReadTask, open_source
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def read_json_document(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -
         if isinstance(value, list):
             batch = RecordBatch(task.uri)
             for index, element in enumerate(value):
-                batch.append(element, orjson.dumps(element), None, index)
+                batch.append(element, compact_json(element), None, index)
                 if len(batch) >= limits.batch_size:
                     yield batch
                     batch = RecordBatch(task.uri)
@@ -285,8 +285,8 @@ def _parquet_record(row: dict) -> dict:
             row["data"] = orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
-    elif isinstance(data, list):  # a MAP column reads as (key, value) pairs
-        row["data"] = dict(data)
+    elif isinstance(data, list):  # a MAP column reads as (key, value) pairs; JSON keys are strings
+        row["data"] = {k if isinstance(k, str) else str(k): v for k, v in data}
     elif isinstance(data, dict):  # a STRUCT column has every key of the file: drop the unset ones
         row["data"] = {k: v for k, v in data.items() if v is not None}
     return {k: v for k, v in row.items() if v is not None or k == "clientId"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import marshal
 from dataclasses import dataclass, field
 
 import orjson
@@ -30,6 +31,10 @@ class LineBatch:
     line_numbers: list[int]
 
 
+class _Marshalled(bytes):
+    """Records of a ``RecordBatch`` in marshal format, inside its pickled state."""
+
+
 @dataclass
 class RecordBatch:
     """Parsed JSON values of one source, each with its raw bytes and origin."""
@@ -39,9 +44,28 @@ class RecordBatch:
     raws: list[bytes] = field(default_factory=list)
     line_numbers: list[int | None] = field(default_factory=list)
     indexes: list[int | None] = field(default_factory=list)
+    frame: object = None
+    """After validation: the polars wire frame of these records (typed envelope columns), so later
+    stages take whole columns instead of walking the records again."""
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def __getstate__(self) -> dict:
+        # Beam pickles batches (at least to estimate their size); pickle recurses per nesting level and
+        # fails near 450 levels, while the JSON parser accepts 1024: the records travel as marshal
+        # (2000 levels, every JSON value), unless a reader put in a value marshal does not take
+        state = dict(self.__dict__)
+        try:
+            state["records"] = _Marshalled(marshal.dumps(self.records))
+        except ValueError:
+            pass
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state.get("records"), _Marshalled):
+            state = {**state, "records": marshal.loads(state["records"])}
+        self.__dict__.update(state)
 
     def append(self, record: object, raw: bytes, line: int | None, index: int | None) -> None:
         self.records.append(record)
@@ -59,17 +83,47 @@ class RecordBatch:
         )
 
 
+class _Token(bytes):
+    """Punctuation already serialized, on the stack of ``compact_json``."""
+
+
+def compact_json(value: object, *, sort_keys: bool = False) -> bytes:
+    """``value`` as compact JSON, as ``orjson.dumps(value, default=str)`` writes it, also where orjson
+    refuses: nesting deeper than its 254 levels (its parser accepts 1024, so whatever parsed must be
+    writable again), integers beyond 64 bits (written as their digits) and non-string keys."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+    except orjson.JSONEncodeError:
+        pass
+    out: list[bytes] = []
+    stack: list = [value]
+    while stack:  # iterative: no recursion limit either
+        item = stack.pop()
+        if type(item) is _Token:
+            out.append(item)
+        elif isinstance(item, dict):
+            keys = sorted(item, key=str) if sort_keys else list(item)
+            todo: list = []
+            for i, k in enumerate(keys):
+                todo += [_Token((b"," if i else b"") + orjson.dumps(str(k)) + b":"), item[k]]
+            stack += [_Token(b"}"), *reversed(todo), _Token(b"{")]
+        elif isinstance(item, (list, tuple)):
+            todo = []
+            for i, v in enumerate(item):
+                todo += [_Token(b","), v] if i else [v]
+            stack += [_Token(b"]"), *reversed(todo), _Token(b"[")]
+        elif isinstance(item, int) and not isinstance(item, bool):
+            out.append(str(item).encode())
+        else:
+            out.append(orjson.dumps(item, default=str))
+    return b"".join(out)
+
+
 def excerpt(value: object) -> str | None:
     """A short printable excerpt of an offending value, for a reason."""
     if value is None:
         return None
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = orjson.dumps(value, default=str).decode()
-        except orjson.JSONEncodeError:  # an integer beyond 64 bits (a CSV cell): orjson refuses it
-            text = str(value)
+    text = value if isinstance(value, str) else compact_json(value).decode()
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 

@@ -29,6 +29,18 @@ def staging_table(target: BigQueryTarget, run_id: str):
     return target.events.sibling(f"{target.events.table}__staging_{safe}"[:1024])
 
 
+def _drop_staging(bq, staging) -> None:
+    """A staging table left behind is harmless (it expires in a day): a failed drop must neither fail a
+    run whose MERGE is done nor hide the error of a run whose MERGE failed."""
+    from google.api_core.exceptions import GoogleAPIError, RetryError
+    from requests.exceptions import RequestException
+
+    try:
+        bq_tables.drop_table(bq, staging)
+    except (GoogleAPIError, RetryError, RequestException) as err:
+        log.warning("could not drop the staging table %s (it expires on its own within a day): %s", staging, err)
+
+
 class LoadAndMergeFn(beam.DoFn):
     """Runs once, after every staged file is written: loads, merges, appends dead letters/conflicts."""
 
@@ -67,7 +79,7 @@ class LoadAndMergeFn(beam.DoFn):
             self._merge_ms.update(int((time.perf_counter() - started) * 1000))
             loaded = bq_tables.rows_by_source(self.bq, events, self.run_id, lo, hi)
         finally:
-            bq_tables.drop_table(self.bq, staging)
+            _drop_staging(self.bq, staging)
         if sum(loaded.values()) != inserted:
             log.warning("MERGE inserted %d rows but %d rows carry run id %s: was the run id reused?",
                         inserted, sum(loaded.values()), self.run_id)
