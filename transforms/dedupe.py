@@ -39,11 +39,12 @@ def split_into_buckets(table: pa.Table, buckets: int) -> list[tuple[int, pa.Tabl
         return []
     numbers = bucket_of(table.column("eventId"), buckets)
     order = np.argsort(numbers, kind="stable")
-    ordered = table.take(pa.array(order))
     sorted_numbers = numbers[order]
     starts = np.flatnonzero(np.diff(sorted_numbers, prepend=-1))
     ends = np.append(starts[1:], len(sorted_numbers))
-    return [(int(sorted_numbers[s]), ordered.slice(s, e - s)) for s, e in zip(starts, ends)]
+    # take, not slice: a slice pickles the buffers of the whole table it was cut from, so N buckets
+    # going through an in-memory shuffle would each carry the whole batch
+    return [(int(sorted_numbers[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
 
 
 def write_part(table: pa.Table, sink) -> None:
