@@ -8,6 +8,7 @@ messages never produce duplicate rows.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -35,25 +36,31 @@ def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: lis
             raise TargetError(f"{table} refused {len(errors)} row(s); first: {errors[0]}")
 
 
+def _insert_ids(n: int) -> list[str]:
+    """insertIds unique to one append: a retried call (same ids) lands once, but a message delivered
+    again lands again, as the accounting expects (the MERGE, not insertId, drops duplicates)."""
+    batch = uuid.uuid4().hex
+    return [f"{batch}/{i}" for i in range(n)]
+
+
 def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_micros: int) -> None:
-    """Append normalized rows; the insertId makes a retried insert of the same record a no-op."""
+    """Append normalized rows to the landing table."""
     if not rows.num_rows:
         return
     landed = iso_micros(landed_micros)
     records = [{**orjson.loads(row_json(r)), "landed_at": landed} for r in rows.to_pylist()]
-    ids = [f"{r['eventId']}/{r['source_message_id']}/{r['source_index']}" for r in records]
-    _insert(bq, landing, records, ids)
+    _insert(bq, landing, records, _insert_ids(len(records)))
 
 
 def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> None:
     if not dead:
         return
-    ids = [f"{d['run_id']}/{d['source_message_id']}/{d['source_index']}" for d in dead]
-    _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in dead], ids)
+    _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in dead], _insert_ids(len(dead)))
 
 
 def _winners_sql(landing: TableRef, where: str) -> str:
-    order = ", ".join(f"`{c}` ASC NULLS LAST" for c in WINNER_ORDER)
+    # a message delivered twice lands twice with the same lineage: the earlier landing wins the tie
+    order = ", ".join(f"`{c}` ASC NULLS LAST" for c in WINNER_ORDER) + ", landed_at ASC"
     cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
     return (f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY eventId ORDER BY {order}) AS _rank "
             f"FROM {landing.sql} WHERE {where}) WHERE _rank = 1")
@@ -126,5 +133,4 @@ def _params(params: dict):
 
 def append_conflicts(bq: BigQuerySession, table: TableRef, records: list[dict]) -> None:
     """Append conflict records (``serialize.conflict_record`` shape)."""
-    ids = [f"{r['run_id']}/{r['eventId']}/{i}" for i, r in enumerate(records)]
-    _insert(bq, table, records, ids)
+    _insert(bq, table, records, _insert_ids(len(records)))
