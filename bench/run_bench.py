@@ -1,0 +1,432 @@
+"""The benchmark: the project's import against a no-framework reference and a per-element Beam baseline.
+
+    ./run.sh bench [--events 1000000] [--seed 42] [--scale] [--repeat N] [--skip-baseline]
+                   [--skip-one-process] [--bigquery] [--max-rss-gib 16]
+
+Each contender runs as its own process, timed from process start to exit, one after the other in
+this one invocation (interleaved when repeated, the best run kept), so a neighbour's load hits them
+alike; compare the ratios, not the seconds. Contenders:
+
+* reference       bench/reference_import.py: one process, no framework, same rows (bench/check_same_rows.py)
+* pipeline        python -m pipeline --input FILE --dry_run   (the whole command, as shipped)
+* pipeline 1 p.   the same with --direct_num_workers=1 --direct_running_mode=in_memory (one process;
+                  the launcher's default is 2 worker processes since commit 8761a62, before it was this)
+* per-element     bench/per_element_beam.py on the same runner settings (FnApiRunner, 2 worker processes)
+* pipeline → BQ   (--bigquery) the import into a local BigQuery emulator this script starts and stops
+
+Memory: every 0.2 s the process tree (the command and all its descendants) is read from /proc; "peak
+RSS max" is the largest single process (also checked against the kernel's ru_maxrss at exit), "peak
+RSS tree" the largest sum over the tree at one sample. CPU is user + system of the whole tree. A run
+whose tree passes --max-rss-gib is stopped (its own processes, by PID) before the kernel's OOM killer
+picks a victim on this shared machine; the table says so.
+The workload is generated once per (events, seed) under bench/data/. Logs and reports of the last
+run are kept in bench/data/last-run/. The contenders run from a copy of the project's code taken at
+the start (its HEAD and fingerprint are printed), so edits to the work tree during a run do not mix
+two versions in one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workload import DATA, PYTHON, ROOT, events_file  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1 << 20
+RUNS = DATA / "last-run"
+CODE = ROOT  # where the contenders run from: a snapshot of the project's code, see snapshot_code()
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+# ---------------------------------------------------------------------------------------------- code snapshot
+def snapshot_code() -> tuple[Path, str]:
+    """Copy pipeline/, transforms/, schemas/, the top-level modules and bench/*.py to a temporary
+    folder the contenders run from, so every run of one invocation measures the same code even if
+    the work tree is edited meanwhile. Returns (folder, HEAD commit and a fingerprint of the code)."""
+    snap = Path(tempfile.mkdtemp(prefix="bench-code-"))
+    for name in ("pipeline", "transforms", "schemas"):
+        shutil.copytree(ROOT / name, snap / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (snap / "bench").mkdir()
+    for f in [*ROOT.glob("*.py"), *(ROOT / "bench").glob("*.py")]:  # top-level modules too (rlvt_own_packages)
+        shutil.copy2(f, snap / f.relative_to(ROOT))
+    digest = hashlib.sha256()
+    for f in sorted(snap.rglob("*.py")):
+        digest.update(str(f.relative_to(snap)).encode() + b"\0" + f.read_bytes())
+    head = "?"
+    try:  # read, never run, git: the ref the work tree is on
+        ref = (ROOT / ".git" / "HEAD").read_text().strip()
+        head = ref[:12]
+        if ref.startswith("ref: "):
+            path = ROOT / ".git" / ref[5:]
+            head = path.read_text().strip()[:12] if path.exists() else ref[5:]
+    except OSError:
+        pass
+    return snap, f"HEAD {head}, code fingerprint {digest.hexdigest()[:12]} (pipeline/ transforms/ schemas/ bench/)"
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError):
+        return 0
+
+
+@dataclass
+class Run:
+    name: str
+    wall: float = 0.0
+    cpu: float = 0.0
+    peak_max: int = 0  # bytes, largest single process
+    peak_sum: int = 0  # bytes, largest sum over the process tree
+    code: int = 0
+    stdout: Path | None = None
+    stderr: Path | None = None
+    started_at: float = 0.0  # time.time() at launch
+    marks: dict[str, float] = field(default_factory=dict)  # seconds after launch
+    extra_rss: int = 0  # peak RSS of a watched process outside the tree (the emulator)
+    killed: str = ""  # why the benchmark stopped the run, if it did
+    info: dict = field(default_factory=dict)
+
+
+MEMORY_LIMIT = 16 << 30  # bytes over the process tree; set by --max-rss-gib
+
+
+def measure(name: str, cmd: list[str], tag: str, watch_pid: int | None = None,
+            watch_log: Path | None = None, log_marks: dict[str, str] | None = None) -> Run:
+    """Run ``cmd``, sampling its process tree every 0.2 s; ``watch_log`` lines matching ``log_marks``
+    patterns are timestamped as they appear (the emulator's log has no timestamps of its own)."""
+    run = Run(name, stdout=RUNS / f"{tag}.out", stderr=RUNS / f"{tag}.err")
+    log_pos = watch_log.stat().st_size if watch_log and watch_log.exists() else 0
+    done = threading.Event()
+    with run.stdout.open("wb") as out, run.stderr.open("wb") as err:
+        run.started_at = time.time()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=CODE, stdout=out, stderr=err)
+
+        def sample() -> None:
+            nonlocal log_pos
+            while not done.is_set():
+                tree = process_tree(proc.pid)
+                sizes = [rss(pid) for pid in tree]
+                run.peak_sum = max(run.peak_sum, sum(sizes))
+                if sum(sizes) > MEMORY_LIMIT and not run.killed:
+                    # the machine is shared: stop this run (its own processes, by PID) before the kernel's
+                    # OOM killer picks a victim, possibly someone else's
+                    run.killed = f"stopped at {sum(sizes) / (1 << 30):.1f} GiB (--max-rss-gib)"
+                    for pid in reversed(tree):
+                        try:
+                            os.kill(pid, 9)
+                        except ProcessLookupError:
+                            pass
+                run.peak_max = max(run.peak_max, max(sizes, default=0))
+                if watch_pid:
+                    run.extra_rss = max(run.extra_rss, rss(watch_pid))
+                if watch_log and log_marks:
+                    with watch_log.open("rb") as f:
+                        f.seek(log_pos)
+                        chunk = f.read()
+                    cut = chunk.rfind(b"\n") + 1
+                    log_pos += cut
+                    now = time.perf_counter() - t0
+                    for line in chunk[:cut].decode(errors="replace").splitlines():
+                        for mark, pattern in log_marks.items():
+                            if mark not in run.marks and re.search(pattern, line):
+                                run.marks[mark] = now
+                done.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        run.wall = time.perf_counter() - t0
+        done.set()
+        sampler.join()
+    proc.returncode = run.code = os.waitstatus_to_exitcode(status)
+    run.cpu = usage.ru_utime + usage.ru_stime
+    run.peak_max = max(run.peak_max, usage.ru_maxrss * 1024)  # kernel's figure, descendants reaped included
+    run.peak_sum = max(run.peak_sum, run.peak_max)
+    return run
+
+
+def log_marks(path: Path, started_at: float, patterns: dict[str, str]) -> dict[str, float]:
+    """Seconds after launch of the first log line matching each pattern (Python logging's asctime)."""
+    marks: dict[str, float] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stamp = LOG_TIME.match(line)
+        if not stamp:
+            continue
+        for mark, pattern in patterns.items():
+            if mark not in marks and re.search(pattern, line):
+                when = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                marks[mark] = when - started_at
+    return marks
+
+
+# ---------------------------------------------------------------------------------------------- contenders
+def run_reference(source: Path, tag: str) -> Run:
+    out = RUNS / f"{tag}.parquet"
+    run = measure("reference (1 process)", [PYTHON, "bench/reference_import.py", "--input", str(source),
+                                            "--output", str(out), "--json"], tag)
+    if run.code == 0:
+        run.info = orjson.loads(run.stdout.read_bytes().splitlines()[-1])
+        run.info["loaded_rows"] = run.info["loaded"]
+    out.unlink(missing_ok=True)
+    return run
+
+
+TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+ONE_PROCESS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+
+
+def run_pipeline(source: Path, tag: str, extra: list[str] = (), name: str = "pipeline --dry_run") -> Run:
+    report = RUNS / f"{tag}-report.json"
+    run = measure(name, [PYTHON, "-m", "pipeline", "--input", str(source), "--dry_run",
+                         "--report_path", str(report), *extra], tag)
+    if report.exists():
+        run.info = orjson.loads(report.read_bytes())
+        run.info["loaded_rows"] = run.info["total"]["loaded"]
+        run.marks = log_marks(run.stderr, run.started_at, {"graph": r"INFO importer: import "})
+    return run
+
+
+def run_baseline(source: Path, tag: str) -> Run:
+    out = RUNS / f"{tag}-rows"
+    shutil.rmtree(out, ignore_errors=True)
+    run = measure("per-element Beam", [PYTHON, "bench/per_element_beam.py", "--input", str(source),
+                                       "--output", str(out)], tag)
+    if run.code == 0:
+        run.info = orjson.loads(run.stdout.read_bytes().splitlines()[-1])
+        run.info["loaded_rows"] = sum(p.read_bytes().count(b"\n") for p in out.glob("rows*"))
+    shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+class Emulator:
+    """The local BigQuery emulator, started for the benchmark on its own ports and data folder."""
+
+    def __init__(self, port: int, grpc_port: int) -> None:
+        self.port = port
+        self.data = Path(f"/tmp/bench-bq-{os.getpid()}")
+        self.env = {**os.environ, "BQ_EMULATOR_PORT": str(port), "BQ_EMULATOR_GRPC_PORT": str(grpc_port),
+                    "BQ_EMULATOR_DATA_DIR": str(self.data)}
+        self.log = ROOT / ".emulators" / f"bigquery-{port}.log"
+        self.pid: int | None = None
+
+    def __enter__(self) -> Emulator:
+        subprocess.run(["scripts/bigquery_emulator.sh", "start"], cwd=ROOT, env=self.env, check=True,
+                       stdout=sys.stderr)
+        self.pid = int((ROOT / ".emulators" / f"bigquery-{self.port}.pid").read_text())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["scripts/bigquery_emulator.sh", "stop"], cwd=ROOT, env=self.env, stdout=sys.stderr)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+EMULATOR_MARKS = {  # the emulator's log lines, timestamped as they appear (0.2 s resolution)
+    "load_start": r"POST /upload/bigquery/v2/projects/[^/]+/jobs\?uploadType=resumable",
+    "staging_dropped": r"DELETE /bigquery/v2/projects/[^ ]+__staging_",
+}
+
+
+def run_bigquery(source: Path, tag: str, emulator: Emulator) -> Run:
+    report = RUNS / f"{tag}-report.json"
+    table = f"local-project.bench.events_{tag.replace('-', '_')}_{int(time.time())}"
+    run = measure("pipeline → BigQuery", [
+        PYTHON, "-m", "pipeline", "--input", str(source), "--output_table", table,
+        "--bigquery_endpoint", f"http://127.0.0.1:{emulator.port}", "--report_path", str(report),
+    ], tag, watch_pid=emulator.pid, watch_log=emulator.log, log_marks=EMULATOR_MARKS)
+    if report.exists():
+        run.info = orjson.loads(report.read_bytes())
+        run.info["loaded_rows"] = run.info["total"]["loaded"]
+    run.marks.update(log_marks(run.stderr, run.started_at, {
+        "graph": r"INFO importer: import ", "merged": r"merged into ", "appended": r"appended \d+ row",
+    }))
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- report
+def mib(n: int) -> str:
+    return f"{n / MIB:,.0f} MiB"
+
+
+def table(rows: list[Run], n: int, runs: dict[str, list[float]]) -> str:
+    ref = next((r for r in rows if r.name.startswith("reference")), None)
+    head = ["contender", "wall s", "events/s", "CPU s", "peak RSS max", "peak RSS tree", "wall ÷ ref",
+            "RSS tree ÷ ref", "loaded", "runs (wall s)"]
+    body = []
+    for r in rows:
+        body.append([
+            r.name + (f" ({r.killed})" if r.killed else "" if r.code == 0 else f" (exit {r.code})"),
+            f"{r.wall:.2f}", f"{n / r.wall:,.0f}", f"{r.cpu:.1f}", mib(r.peak_max), mib(r.peak_sum),
+            f"{r.wall / ref.wall:.2f}" if ref else "-", f"{r.peak_sum / ref.peak_sum:.1f}" if ref else "-",
+            f"{r.info.get('loaded_rows', '?'):,}" if r.info else "?",
+            ", ".join(f"{w:.1f}" for w in runs[r.name]),
+        ])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in body]
+    return "\n".join(lines)
+
+
+def details(rows: list[Run]) -> str:
+    out = []
+    for r in rows:
+        if not r.info:
+            continue
+        if r.name.startswith("reference"):
+            s = r.info["stage_seconds"]
+            out.append(f"reference stages (s): {fmt(s)}; in-process work {r.info['work_seconds']:.2f} s, "
+                       f"start-up + exit {r.wall - r.info['work_seconds']:.2f} s")
+        elif "stage_seconds" in r.info:
+            s = r.info["stage_seconds"]
+            inner = r.info.get("wall_seconds") or 0
+            line = (f"{r.name}: pipeline.run() {inner:.2f} s of {r.wall:.2f} s "
+                    f"(until the graph is built: {r.marks.get('graph', float('nan')):.2f} s; start-up, options, "
+                    f"report and exit: {r.wall - inner:.2f} s); stage_seconds (wall time inside the stage functions, "
+                    f"summed over workers, waits for a core included): {fmt(s)} = {sum(s.values()):.2f} s; "
+                    f"CPU of the process tree {r.cpu:.1f} s")
+            out.append(line)
+            m = r.marks
+            # the worker's "merged into" log line reaches our stderr only with one process; the emulator's
+            # own log (timestamped here as it appears) tells when the staging table was dropped
+            merged = m.get("merged", m.get("staging_dropped"))
+            load, graph = m.get("load_start"), m.get("graph")
+            if merged is not None and load is not None:
+                phases = {
+                    "start-up + prepare tables": graph,
+                    "read → dedupe + staging Parquet": load - graph if graph is not None else None,
+                    "load + MERGE (+ checks, drop staging)": merged - load,
+                    "dead letters + conflicts appended, report, exit": r.wall - merged,
+                }
+                out.append("  phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items() if v is not None)
+                           + f"; emulator peak RSS {mib(r.extra_rss)}")
+            elif "emulator" not in r.name and r.name.endswith("BigQuery"):
+                out.append(f"  phases: not found in the logs (marks seen: {m})")
+    return "\n".join(out)
+
+
+def fmt(stages: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+
+
+def bench(n: int, args: argparse.Namespace, emulator: Emulator | None) -> list[Run]:
+    source = events_file(n, args.seed)
+    size = source.stat().st_size
+    print(f"\n== {n:,} lines ({size / MIB:,.0f} MiB, {source.name}), repeat {args.repeat} ==", flush=True)
+    contenders = [("ref", run_reference), ("pipeline", run_pipeline)]
+    if not args.skip_one_process:  # the runner's other local mode, to see what the 2 worker processes bring
+        contenders.append(("pipeline1p", lambda s, t: run_pipeline(s, t, ONE_PROCESS, "pipeline --dry_run 1 process")))
+    if not args.skip_baseline:
+        contenders.append(("baseline", run_baseline))
+    if emulator is not None:
+        contenders.append(("bigquery", lambda s, t: run_bigquery(s, t, emulator)))
+    best: dict[str, Run] = {}
+    walls: dict[str, list[float]] = {}
+    for k in range(args.repeat):
+        for key, fn in contenders:
+            run = fn(source, f"{key}-{n}-{k}")
+            print(f"  {run.name:30} run {k + 1}: {run.wall:6.2f} s, exit {run.code}", flush=True)
+            walls.setdefault(run.name, []).append(run.wall)
+            if run.name not in best or (run.code == 0 and run.wall < best[run.name].wall):
+                best[run.name] = run
+    rows = list(best.values())
+    print()
+    print(table(rows, n, walls))
+    print(details(rows))
+    loaded = {r.info.get("loaded_rows") for r in rows if r.info}
+    if len(loaded) > 1:
+        print(f"NOTE: the contenders loaded different row counts: {sorted(x for x in loaded if x is not None)}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="lines in the synthetic export (default 1M)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--scale", action="store_true", help="also run at twice --events and print the ratios")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each contender (the best is kept)")
+    ap.add_argument("--skip-baseline", action="store_true", help="leave out the per-element Beam baseline")
+    ap.add_argument("--skip-one-process", action="store_true",
+                    help="leave out the dry run with --direct_num_workers=1 --direct_running_mode=in_memory")
+    ap.add_argument("--bigquery", action="store_true", help="also import into a local BigQuery emulator")
+    ap.add_argument("--max-rss-gib", type=float, default=16.0,
+                    help="stop a contender whose process tree grows past this (default 16 on this 24 GiB machine)")
+    ap.add_argument("--bq-port", type=int, default=9350)
+    ap.add_argument("--bq-grpc-port", type=int, default=9360)
+    args = ap.parse_args(argv)
+    global MEMORY_LIMIT
+    MEMORY_LIMIT = int(args.max_rss_gib * (1 << 30))
+    shutil.rmtree(RUNS, ignore_errors=True)
+    RUNS.mkdir(parents=True)
+    global CODE
+    CODE, code_state = snapshot_code()
+    print(f"code measured: {code_state}; running from a copy in {CODE}")
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start "
+          "(another workload shares the machine: read the ratios)")
+    emulator = Emulator(args.bq_port, args.bq_grpc_port) if args.bigquery else None
+    sizes = [args.events, 2 * args.events] if args.scale else [args.events]
+    results: dict[int, list[Run]] = {}
+    try:
+        if emulator:
+            emulator.__enter__()
+        for n in sizes:
+            results[n] = bench(n, args, emulator)
+    finally:
+        if emulator:
+            emulator.__exit__(None, None, None)
+        shutil.rmtree(CODE, ignore_errors=True)
+    if args.scale:
+        small, large = results[sizes[0]], {r.name: r for r in results[sizes[1]]}
+        print(f"\n== scaling {sizes[1]:,} / {sizes[0]:,} lines (2.0 = linear) ==")
+        for r in small:
+            big = large.get(r.name)
+            if big:
+                print(f"  {r.name:24} wall {big.wall / r.wall:.2f}×   peak RSS tree {big.peak_sum / r.peak_sum:.2f}×"
+                      f"   CPU {big.cpu / r.cpu:.2f}×")
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; logs and reports in {RUNS.relative_to(ROOT)}/")
+    failed = [r.name for rows in results.values() for r in rows if r.code != 0]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
