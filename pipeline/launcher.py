@@ -124,7 +124,7 @@ def _stage_seconds(result) -> dict[str, float]:
     for d in dists:
         name = d.key.metric.name.removesuffix("_msecs")
         out[name] = out.get(name, 0.0) + d.committed.sum / 1000
-    order = ["read", "parse", "validate", "normalize", "dedupe"]
+    order = ["read", "parse", "validate", "normalize", "dedupe", "bigquery_load", "bigquery_merge"]
     return {k: round(out[k], 2) for k in order if k in out}
 
 
