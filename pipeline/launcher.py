@@ -183,8 +183,9 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         result.wait_until_finish()
     except Exception as err:
         if checked.target is not None and _is_target_failure(err):
-            raise TargetError(f"writing to {checked.target.where} failed; the target table is unchanged "
-                              f"(the load and the MERGE are atomic), re-run the same import: {err}") from err
+            raise TargetError(f"writing to {checked.target.where} failed: {err}. The load and the MERGE are "
+                              f"atomic, so the target holds none or all of this run's new rows; run the same "
+                              f"import again to complete it (it adds only what is missing)") from err
         raise
     finally:
         _remove_work_files(work_dir)

@@ -165,7 +165,7 @@ def test_a_run_that_dies_mid_way_leaves_the_target_whole_and_a_rerun_completes(o
             break
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 3, err
-    assert "the target table is unchanged" in err
+    assert "the target holds none or all of this run's new rows" in err
     own_emulator.start()
     assert query(own_emulator.session(), f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"] == 0
     code, report = run(import_args(own_emulator, table, path))

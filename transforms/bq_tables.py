@@ -149,6 +149,11 @@ def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json
     if source_format == bigquery.SourceFormat.PARQUET:
         config.parquet_options = bigquery.ParquetOptions()
         config.parquet_options.enable_list_inference = True
+    if expires:
+        # the table exists, with its expiry, before anything is loaded: whatever fails later, it goes away
+        table = bigquery.Table(ref.api_id, schema=schema_fields(schema_json))
+        table.expires = datetime.now(UTC) + STAGING_EXPIRY
+        bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
     if all(p.startswith("gs://") for p in paths):
         job = bq.client.load_table_from_uri(paths, ref.api_id, job_config=config, retry=bq.retry())
     elif any(p.startswith("gs://") for p in paths):
@@ -162,10 +167,6 @@ def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json
         finally:
             os.unlink(combined)
     job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
-    if expires:
-        table = bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
-        table.expires = datetime.now(UTC) + STAGING_EXPIRY
-        bq.client.update_table(table, ["expires"], retry=bq.retry(), timeout=bq.timeout)
     return int(job.output_rows or 0)
 
 

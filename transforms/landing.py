@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from schemas.arrow import ROW_SCHEMA
 from schemas.bigquery import PARTITION_COLUMN
-from transforms.bq_client import BigQuerySession, TableRef, TargetError
+from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, TableRef, TargetError
 from transforms.bq_tables import query
 from transforms.dedupe import WINNER_ORDER, resolve_bucket
 from transforms.serialize import dead_letter_json, iso_micros, row_json
@@ -83,8 +83,8 @@ def merge_landed(bq: BigQuerySession, landing: TableRef, target: TableRef, since
               bigquery.ScalarQueryParameter("lo", "TIMESTAMP", bounds[0]["lo"]),
               bigquery.ScalarQueryParameter("hi", "TIMESTAMP", bounds[0]["hi"])]
     job = bq.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params), retry=bq.retry(),
-                          job_retry=None)
-    job.result(retry=bq.retry(), job_retry=None)
+                          job_retry=None, timeout=bq.timeout)
+    job.result(retry=bq.retry(), job_retry=None, timeout=JOB_TIMEOUT_SECONDS)
     return int(job.num_dml_affected_rows or 0)
 
 
@@ -111,8 +111,8 @@ def run_outcomes(bq: BigQuerySession, landing: TableRef, target: TableRef, run_i
         f"SELECT {cols} FROM {landing.sql} WHERE import_run_id = @run AND landed_at >= @since AND eventId IN "
         f"(SELECT eventId FROM {landing.sql} WHERE import_run_id = @run AND landed_at >= @since "
         f"GROUP BY eventId HAVING COUNT(*) > 1)",
-        job_config=_params(params), retry=bq.retry(), job_retry=None,
-    ).result(retry=bq.retry()).to_arrow(create_bqstorage_client=False)
+        job_config=_params(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout,
+    ).result(retry=bq.retry(), timeout=JOB_TIMEOUT_SECONDS).to_arrow(create_bqstorage_client=False)
     conflicts: list[dict] = []
     if repeated.num_rows:
         result = resolve_bucket([repeated.select(EVENT_COLUMNS).cast(ROW_SCHEMA)])
