@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -230,10 +231,37 @@ def _write_report(report: dict, checked: CheckedOptions, tables: dict | None) ->
             f.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
 
-def main(argv: list[str] | None = None) -> int:
+class WorkerLogs(logging.Filter):
+    """Log lines relayed from the local runner's worker processes: our own (progress, MERGE results)
+    in plain words; Beam's INFO chatter and its harmless start-up warning hidden."""
+
+    _MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+    _LOCATION = re.compile(r'log_location: "([^"]*)"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # the relay logs 'Worker: %s' with the text form of the worker's log-entry proto
+        text = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        message, location = self._MESSAGE.search(text), self._LOCATION.search(text)
+        if not message or not location:
+            return record.levelno >= logging.WARNING
+        ours = "/transforms/" in location[1] or "/pipeline/" in location[1]
+        if (not ours and record.levelno < logging.WARNING) or "semi_persistent_directory" in message[1]:
+            return False
+        record.msg, record.args = "worker: %s", (message[1],)
+        return True
+
+
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "pandera"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay.setLevel(logging.INFO)
+    relay.addFilter(WorkerLogs())
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     argv = sys.argv[1:] if argv is None else argv
     for problem in (clashes := foreign_package_problems()):
         print(f"error: {problem}", file=sys.stderr)
