@@ -261,7 +261,7 @@ def test_label_text(value: object, text: str | None) -> None:
 
 @pytest.mark.parametrize("data", [None, {}])
 def test_empty_data(data: dict | None) -> None:
-    assert normalize_labels(data, "page_view") == Labels()
+    assert normalize_labels(data, "page_view") == Labels([], None, None, [], [])
 
 
 def test_several_problems_give_several_flags() -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from typing import NamedTuple
 
 from schemas.envelope import ANDROID_ID_LABEL, RESERVED_LABELS, UNSPLIT_ID_EVENTS
 from transforms.records import compact_json
@@ -23,13 +23,14 @@ _HAS_SEPARATOR = _ID_SEPARATORS.search
 _CONSUMED = frozenset(RESERVED_LABELS) | {ANDROID_ID_LABEL}
 
 
-@dataclass
-class Labels:
-    ids: list[str] = field(default_factory=list)
-    trans_id: str | None = None
-    value: Decimal | None = None
-    labels: list[dict] = field(default_factory=list)  # [{"key": ..., "value": ...}] sorted by key
-    flags: list[str] = field(default_factory=list)
+class Labels(NamedTuple):
+    """One event's labels, normalized (a NamedTuple: one is built per event, so it must be cheap)."""
+
+    ids: list[str]
+    trans_id: str | None
+    value: Decimal | None
+    labels: list[dict]  # [{"key": ..., "value": ...}] sorted by key
+    flags: list[str]
 
 
 def label_text(value: object) -> str | None:
@@ -99,32 +100,35 @@ def _id_items(raw: object, split: bool) -> tuple[list[str], bool]:
 
 def normalize_labels(data: dict | None, event_name: str) -> Labels:
     """Split ``data`` into ids, transId, value and free labels."""
-    out = Labels()
     if not data:
-        return out
+        return Labels([], None, None, [], [])
+    flags: list[str] = []
     split = event_name not in UNSPLIT_ID_EVENTS
     if "ids" in data:
-        out.ids, invalid = _id_items(data["ids"], split)
+        ids, invalid = _id_items(data["ids"], split)
     elif ANDROID_ID_LABEL in data:
-        out.ids, invalid = _id_items(data[ANDROID_ID_LABEL], False)
+        ids, invalid = _id_items(data[ANDROID_ID_LABEL], False)
     else:
-        invalid = False
+        ids, invalid = [], False
     if invalid:
-        out.flags.append("ids:invalid")
+        flags.append("ids:invalid")
 
     trans = data.get("transId")
-    if isinstance(trans, str):
-        out.trans_id = trans
+    trans_id = None
+    if type(trans) is str:
+        trans_id = trans
     elif isinstance(trans, (int, float)) and not isinstance(trans, bool):
-        out.trans_id = label_text(trans)
+        trans_id = label_text(trans)
     elif trans is not None:
-        out.flags.append("transId:invalid")
+        flags.append("transId:invalid")
 
-    if "value" in data and data["value"] is not None:
-        out.value, flag = to_money(data["value"])
+    value = None
+    if data.get("value") is not None:
+        value, flag = to_money(data["value"])
         if flag:
-            out.flags.append(flag)
+            flags.append(flag)
 
+    labels = []
     blank = False
     keep_id = "ids" in data
     for key in sorted(data):
@@ -133,8 +137,8 @@ def normalize_labels(data: dict | None, event_name: str) -> Labels:
         if not key.strip():
             blank = True
             continue
-        value = data[key]
-        out.labels.append({"key": key, "value": value if type(value) is str else label_text(value)})
+        text = data[key]
+        labels.append({"key": key, "value": text if type(text) is str else label_text(text)})
     if blank:
-        out.flags.append("labels:blank_key")
-    return out
+        flags.append("labels:blank_key")
+    return Labels(ids, trans_id, value, labels, flags)
