@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.envelope import CONTENT_COLUMNS
+from transforms.records import cyclic_gc_paused
 
 WINNER_ORDER = ("timestamp", "source_uri", "source_line", "source_published_at", "source_message_id",
                 "source_index")
@@ -72,6 +73,11 @@ def _differing(a: dict, b: dict) -> list[str]:
 
 def resolve_bucket(tables: list[pa.Table]) -> DedupeResult:
     """Keep one row per eventId; count and classify the others."""
+    with cyclic_gc_paused():
+        return _resolve_bucket(tables)
+
+
+def _resolve_bucket(tables: list[pa.Table]) -> DedupeResult:
     table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
     if table.num_rows == 0:
         return DedupeResult(table)

@@ -16,7 +16,7 @@ from schemas.arrow import ROW_SCHEMA
 from schemas.envelope import TIMESTAMP_REASONS
 from transforms.agents import agents_column
 from transforms.labels import normalize_labels
-from transforms.records import ImportContext, RecordBatch, dead_letter, reason
+from transforms.records import ImportContext, RecordBatch, cyclic_gc_paused, dead_letter, reason
 from transforms.timestamps import TimestampPolicy, convert_epochs
 from transforms.urls import normalize_urls
 from transforms.validate import wire_frame
@@ -35,6 +35,13 @@ def normalize_batch(
     batch: RecordBatch, ctx: ImportContext, policy: TimestampPolicy
 ) -> tuple[pa.Table, list[dict], Counter]:
     """Returns (rows, dead letters, quality-flag counts)."""
+    with cyclic_gc_paused():
+        return _normalize_batch(batch, ctx, policy)
+
+
+def _normalize_batch(
+    batch: RecordBatch, ctx: ImportContext, policy: TimestampPolicy
+) -> tuple[pa.Table, list[dict], Counter]:
     records = batch.records
     frame = batch.frame if batch.frame is not None else wire_frame(records)
     # validation guarantees a number or null/absent (null → NaN; ints beyond float range → inf)

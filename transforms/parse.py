@@ -6,12 +6,18 @@ is not valid UTF-8, not valid JSON, or not an object becomes a dead letter with 
 
 from __future__ import annotations
 
-import gc
-
 import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
-from transforms.records import ImportContext, LineBatch, RecordBatch, compact_json, dead_letter, reason
+from transforms.records import (
+    ImportContext,
+    LineBatch,
+    RecordBatch,
+    compact_json,
+    cyclic_gc_paused,
+    dead_letter,
+    reason,
+)
 
 BOM = b"\xef\xbb\xbf"
 
@@ -24,15 +30,8 @@ def _invalid(code: str, detail: str = "") -> dict:
 
 def parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
     """Parse each line; returns the envelopes (one per array element) and the dead letters."""
-    # tens of thousands of fresh dicts would trigger the cyclic garbage collector over and over
-    # (they hold no cycles): pause it for the batch
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with cyclic_gc_paused():
         return _parse_lines(batch, ctx)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:

