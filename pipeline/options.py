@@ -122,7 +122,7 @@ class ImportOptions(PipelineOptions):
             help="Width of the dedupe shuffle: rows are grouped in this many hash buckets of eventId. "
                  "Small locally (8); thousands on Dataflow so each bucket fits a worker's memory.")
         parser.add_argument(
-            "--batch_size", type=int, default=20_000,
+            "--batch_size", type=int, default=50_000,
             help="Records per batch between stages (Arrow tables of this many rows).")
         parser.add_argument(
             "--max_line_bytes", type=int, default=1 << 20,

@@ -33,7 +33,7 @@ READ_ERRORS = (*DECOMPRESSION_ERRORS, UnicodeDecodeError, csv.Error)
 
 @dataclass(frozen=True)
 class ReadLimits:
-    batch_size: int = 20_000
+    batch_size: int = 50_000
     max_line_bytes: int = 1 << 20
 
 
