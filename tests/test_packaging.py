@@ -71,6 +71,17 @@ def test_a_package_earlier_on_sys_path_is_reported(tmp_path):
         in result.stderr
 
 
+def test_the_import_command_names_a_shadowing_package_instead_of_crashing(tmp_path):
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "__init__.py").write_text("")  # someone's own `schemas` in the working folder
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--input", "x.ndjson", "--dry_run"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert result.returncode == 2, result.stderr
+    assert f"`import schemas` finds {tmp_path / 'schemas'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def run(args: list, **kwargs) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, env=clean, **kwargs)
