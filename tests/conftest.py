@@ -111,3 +111,18 @@ def pubsub_emulator(tmp_path_factory) -> PubSubEmulator:
     else:
         os.environ["PUBSUB_EMULATOR_HOST"] = previous
     subprocess.run([str(PUBSUB_SCRIPT), "stop"], env=env, capture_output=True, timeout=60)
+
+
+def run_in_gcloud_python(body: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``body`` with the Google Cloud SDK's own Python and its libraries importable (to check files
+    with the parsers gcloud itself uses); skips the test when gcloud is not installed."""
+    import shutil
+
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        pytest.skip("gcloud is not installed")
+    info = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root,basic.python_location)"],
+                          capture_output=True, text=True, timeout=60)
+    sdk, python = info.stdout.split()
+    script = f"import json, sys\nsys.path[:0] = [{sdk + '/lib'!r}, {sdk + '/lib/third_party'!r}]\n" + body
+    return subprocess.run([python, "-c", script, *args], capture_output=True, text=True, timeout=60)

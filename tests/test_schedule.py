@@ -6,12 +6,8 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
-import subprocess
 
-import pytest
-
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_in_gcloud_python
 from tests.test_template import pipeline_accepts
 
 DAG_FILE = ROOT / "deploy" / "airflow" / "rlvt_nightly_import.py"
@@ -117,19 +113,9 @@ def test_the_environment_uses_the_template_image_and_a_cloud_temp_location():
     environment = launch_parameter["environment"]
     assert environment["tempLocation"].startswith("gs://")
     assert environment["sdkContainerImage"], "workers run the launcher's image: one Beam version"
-    gcloud = shutil.which("gcloud")
-    if not gcloud:
-        pytest.skip("gcloud is not installed: environment field names not checked")
-    info = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root,basic.python_location)"],
-                          capture_output=True, text=True, timeout=60)
-    sdk, python = info.stdout.split()
-    script = (
-        "import json, sys\n"
-        f"sys.path[:0] = [{sdk + '/lib'!r}, {sdk + '/lib/third_party'!r}]\n"
+    result = run_in_gcloud_python(
         "from googlecloudsdk.generated_clients.apis.dataflow.v1b3 import dataflow_v1b3_messages as m\n"
-        "print(json.dumps([f.name for f in m.FlexTemplateRuntimeEnvironment.all_fields()]))\n"
-    )
-    result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
+        "print(json.dumps([f.name for f in m.FlexTemplateRuntimeEnvironment.all_fields()]))\n")
     assert result.returncode == 0, result.stderr
     fields = set(json.loads(result.stdout))
     assert not environment.keys() - fields, f"not FlexTemplateRuntimeEnvironment fields: {environment.keys() - fields}"

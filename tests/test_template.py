@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_in_gcloud_python
 
 METADATA = ROOT / "metadata.json"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -170,21 +170,12 @@ def test_values_the_pipeline_rejects_are_rejected_by_the_template(name, value, c
 
 def test_gcloud_accepts_the_metadata_file():
     """The same parser `gcloud dataflow flex-template build --metadata-file` uses; unknown fields fail."""
-    gcloud = shutil.which("gcloud")
-    if not gcloud:
-        pytest.skip("gcloud is not installed")
-    info = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root,basic.python_location)"],
-                          capture_output=True, text=True, timeout=60)
-    sdk, python = info.stdout.split()
-    script = (
-        "import json, sys\n"
-        f"sys.path[:0] = [{sdk + '/lib'!r}, {sdk + '/lib/third_party'!r}]\n"
+    result = run_in_gcloud_python(
         "from googlecloudsdk.api_lib.dataflow import apis\n"
         "m = apis.Templates._BuildTemplateMetadata(open(sys.argv[1]).read())\n"
         "bad = [(p.name, p.all_unrecognized_fields()) for p in m.parameters if p.all_unrecognized_fields()]\n"
-        "print(json.dumps({'params': len(m.parameters), 'unrecognized': bad}))\n"
-    )
-    result = subprocess.run([python, "-c", script, str(METADATA)], capture_output=True, text=True, timeout=60)
+        "print(json.dumps({'params': len(m.parameters), 'unrecognized': bad}))\n",
+        str(METADATA))
     assert result.returncode == 0, result.stderr
     checked = json.loads(result.stdout)
     assert checked == {"params": len(params()), "unrecognized": []}
