@@ -1,7 +1,7 @@
 """The benchmark: the project's import against a no-framework reference and a per-element Beam baseline.
 
     ./run.sh bench [--events 1000000] [--seed 42] [--scale] [--repeat N] [--skip-baseline]
-                   [--skip-one-process] [--bigquery] [--max-rss-gib 16]
+                   [--skip-one-process] [--skip-reference] [--bigquery] [--max-rss-gib 16]
 
 Each contender runs as its own process, timed from process start to exit, one after the other in
 this one invocation (interleaved when repeated, the best run kept), so a neighbour's load hits them
@@ -353,7 +353,8 @@ def bench(n: int, args: argparse.Namespace, emulator: Emulator | None) -> list[R
     source = events_file(n, args.seed)
     size = source.stat().st_size
     print(f"\n== {n:,} lines ({size / MIB:,.0f} MiB, {source.name}), repeat {args.repeat} ==", flush=True)
-    contenders = [("ref", run_reference), ("pipeline", run_pipeline)]
+    contenders = [] if args.skip_reference else [("ref", run_reference)]
+    contenders.append(("pipeline", run_pipeline))
     if not args.skip_one_process:  # the runner's other local mode, to see what the 2 worker processes bring
         contenders.append(("pipeline1p", lambda s, t: run_pipeline(s, t, ONE_PROCESS, "pipeline --dry_run 1 process")))
     if not args.skip_baseline:
@@ -386,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", action="store_true", help="also run at twice --events and print the ratios")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each contender (the best is kept)")
     ap.add_argument("--skip-baseline", action="store_true", help="leave out the per-element Beam baseline")
+    ap.add_argument("--skip-reference", action="store_true",
+                    help="leave out the reference (it holds everything in memory: ≈3.7 GB per 1M events)")
     ap.add_argument("--skip-one-process", action="store_true",
                     help="leave out the dry run with --direct_num_workers=1 --direct_running_mode=in_memory")
     ap.add_argument("--bigquery", action="store_true", help="also import into a local BigQuery emulator")

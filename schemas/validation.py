@@ -1,7 +1,8 @@
 """The pandera model of the collector envelope, derived from ``schemas.envelope.ENVELOPE``.
 
 Validation runs on a *wire frame*: a polars DataFrame with, for every envelope field ``F``,
-``F__wire`` (the JSON type the sender used: ``string``, ``number``, ``null``, ``absent``…) and,
+``F__wire`` (the JSON type the sender used: ``string``, ``number``, ``null``, ``absent``…; for an
+optional field that may be null, where no rule tells the two apart, ``absent`` is tagged ``null``) and,
 when the wire type is right, ``F`` (the value; null otherwise). Type rules check the first column,
 value rules the second, so a record with several problems reports each of them once.
 

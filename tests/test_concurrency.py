@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 from tests.factory import DATASOURCE, envelope, line, write_ndjson
 from tests.fault_proxy import Fault, FaultProxy, is_merge
 from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.bq_tables import query
+from transforms.bq_tables import ensure_dataset, query
 
 pytestmark = pytest.mark.emulator
 
@@ -134,6 +134,9 @@ def test_two_imports_creating_the_table_at_once_fail_cleanly_or_succeed(bigquery
     the importer accepts); the emulator may answer 400 'Failed to commit DuckLake transaction', and that run
     then stops before writing anything (exit 3). Either way a re-run of a failed run completes exactly."""
     table = "local-project.creation_race.events"
+    # the race under test is the table's: with the dataset missing too, the emulator may already fail
+    # one run at the dataset's creation (the same 400), before it reaches the gate
+    ensure_dataset(bigquery_emulator.session(), TableRef.parse(table))
     runs = _overlapping_runs(bigquery_emulator, table, tmp_path, Fault(is_events_table_creation, "gate", times=2))
     for code, err, _, inputs in runs:
         assert code in (0, 3), err

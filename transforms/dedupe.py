@@ -77,50 +77,61 @@ def resolve_bucket(tables: list[pa.Table]) -> DedupeResult:
         return _resolve_bucket(tables)
 
 
+def _counts_by_uri(uris: pa.Array | pa.ChunkedArray, metric: str) -> Counter:
+    counts: Counter = Counter()
+    for item in pc.value_counts(uris).to_pylist():
+        counts[(item["values"], metric)] += item["counts"]
+    return counts
+
+
 def _resolve_bucket(tables: list[pa.Table]) -> DedupeResult:
     table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
     if table.num_rows == 0:
         return DedupeResult(table)
-    table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
-    ids = table.column("eventId").combine_chunks()
+    # sort indices only: the rows are taken once, winners straight from the input
+    order = pc.sort_indices(table.select([k for k, _ in SORT_KEYS]), sort_keys=SORT_KEYS).to_numpy()
+    ids = table.column("eventId").take(order).combine_chunks()
     first = np.ones(table.num_rows, dtype=bool)
     if table.num_rows > 1:
         first[1:] = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
-    winners = table.filter(pa.array(first))
+    winners = table.take(order[first])
     result = DedupeResult(winners)
-    result.counts.update(Counter(
-        (uri, "loaded") for uri in winners.column("source_uri").to_pylist()
-    ))
+    result.counts.update(_counts_by_uri(winners.column("source_uri"), "loaded"))
     if first.all():
         return result
 
-    # Only groups with more than one row reach per-row Python.
-    group_start = np.cumsum(first) - 1
-    group_size = np.bincount(group_start)
-    in_dup_group = group_size[group_start] > 1
-    dup_rows = table.filter(pa.array(in_dup_group)).to_pylist()
-    dup_first = first[in_dup_group]
+    # Each loser against its group's winner, column by column (polars compares nested values too);
+    # only groups with a conflicting loser reach per-row Python.
+    winner_pos = np.flatnonzero(first)[np.cumsum(first) - 1]
+    losers = ~first
+    loser_rows, their_winners = order[losers], order[winner_pos[losers]]
+    content = pl.from_arrow(table.select(list(CONTENT_COLUMNS)), rechunk=True)
+    left, right = content[loser_rows], content[their_winners]
+    same = np.ones(len(loser_rows), dtype=bool)
+    for column in CONTENT_COLUMNS:
+        same &= left[column].eq_missing(right[column]).to_numpy()
+    uris = table.column("source_uri").take(loser_rows)
+    result.counts.update(_counts_by_uri(uris.filter(pa.array(same)), "duplicate_exact"))
+    if same.all():
+        return result
+    result.counts.update(_counts_by_uri(uris.filter(pa.array(~same)), "duplicate_conflicting"))
+
+    conflicting_groups = np.unique(their_winners[~same])
+    in_conflict = np.isin(order[winner_pos], conflicting_groups)  # sorted positions of those groups
+    rows = table.take(order[in_conflict]).to_pylist()
+    starts = first[in_conflict]
     groups: list[list[dict]] = []
-    for row, starts_group in zip(dup_rows, dup_first):
+    for row, starts_group in zip(rows, starts):
         if starts_group:
             groups.append([row])
         else:
             groups[-1].append(row)
     for winner, *others in groups:
-        conflicting = False
-        for other in others:
-            diff = _differing(winner, other)
-            if diff:
-                conflicting = True
-                result.counts[(other["source_uri"], "duplicate_conflicting")] += 1
-            else:
-                result.counts[(other["source_uri"], "duplicate_exact")] += 1
-        if conflicting:
-            for version in (winner, *others):
-                result.conflicts.append({
-                    "eventId": winner["eventId"],
-                    "kept": version is winner,
-                    "differs_from_kept": [] if version is winner else _differing(winner, version),
-                    "row": version,
-                })
+        for version in (winner, *others):
+            result.conflicts.append({
+                "eventId": winner["eventId"],
+                "kept": version is winner,
+                "differs_from_kept": [] if version is winner else _differing(winner, version),
+                "row": version,
+            })
     return result

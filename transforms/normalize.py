@@ -8,6 +8,7 @@ out of bounds is dead-lettered here; a label problem only nulls the label and fl
 from __future__ import annotations
 
 from collections import Counter
+from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +16,7 @@ import pyarrow as pa
 from schemas.arrow import ROW_SCHEMA
 from schemas.envelope import TIMESTAMP_REASONS
 from transforms.agents import agents_column
-from transforms.labels import normalize_labels
+from transforms.labels import LabelBuffers
 from transforms.records import ImportContext, RecordBatch, cyclic_gc_paused, dead_letter, reason
 from transforms.timestamps import TimestampPolicy, convert_epochs
 from transforms.urls import normalize_urls
@@ -24,6 +25,7 @@ from transforms.validate import wire_frame
 _TIME_STATUS = {1: "timestamp:missing", 2: "timestamp:not_finite", 3: "timestamp:out_of_range"}
 
 
+_LABEL_TYPES = {name: ROW_SCHEMA.field(name).type for name in ("ids", "transId", "value", "labels", "quality_flags")}
 STRING_COLUMNS = ("eventId", "key", "name", "tmpId", "clientId", "url", "ua", "b", "id")
 
 
@@ -57,37 +59,20 @@ def _normalize_batch(
                 [reason(code, TIMESTAMP_REASONS[code], "timestamp", records[i].get("timestamp"))],
                 batch.raws[i], batch.source_uri, batch.line_numbers[i], batch.indexes[i],
             ))
-        keep = np.flatnonzero(status == 0).tolist()
+        keep = status == 0
         batch = batch.subset(keep)
         records = batch.records
-        frame = frame[keep]
+        frame = frame.filter(keep)
         micros = micros[keep]
         epochs = epochs[keep]
     filled = np.isnan(epochs)
 
     n = len(records)
-    ids, trans, values, labels, flags = [], [], [], [], []
-    flag_counts: Counter = Counter()
-    any_filled = bool(filled.any())
-    for i, r in enumerate(records):
-        data = r.get("data")
-        if not data and not any_filled:  # `{}` or absent: the most common labels of all
-            ids.append([])
-            trans.append(None)
-            values.append(None)
-            labels.append([])
-            flags.append([])
-            continue
-        lab = normalize_labels(data, r["name"])
-        if any_filled and filled[i]:
-            lab.flags.append("timestamp:filled")
-        ids.append(lab.ids)
-        trans.append(lab.trans_id)
-        values.append(lab.value)
-        labels.append(lab.labels)
-        flags.append(lab.flags)
-        if lab.flags:
-            flag_counts.update(lab.flags)
+    buffers = LabelBuffers()
+    buffers.add(map(dict.get, records, repeat("data")), frame["name"].to_list(),
+                filled if filled.any() else None)
+    labels = buffers.arrays(_LABEL_TYPES)
+    flag_counts = Counter(buffers.flags)
 
     col = {name: _arrow_strings(frame, name) for name in STRING_COLUMNS}
     uas = col["ua"]
@@ -102,14 +87,14 @@ def _normalize_batch(
         "url": normalize_urls(col["url"]),
         "ua": uas,
         "agent": agents_column(uas, ROW_SCHEMA.field("agent").type),
-        "ids": ids,
-        "transId": trans,
-        "value": values,
-        "labels": labels,
+        "ids": labels["ids"],
+        "transId": labels["transId"],
+        "value": labels["value"],
+        "labels": labels["labels"],
         "b": col["b"],
         "id": col["id"],
         "v": frame["v"].to_arrow().cast(pa.int64()),
-        "quality_flags": flags,
+        "quality_flags": labels["quality_flags"],
         "source_uri": [batch.source_uri] * n,
         "source_line": batch.line_numbers,
         "source_index": batch.indexes,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import gc
 import marshal
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import compress
 
+import numpy as np
 import orjson
 
 PROCESSOR = "rlvt-bigquery-importer/0.1.0"
@@ -19,8 +22,10 @@ def cyclic_gc_paused():
 
     A batch is tens of thousands of fresh dicts and lists (JSON records, labels): they trigger the
     collector over and over, and each full collection walks every live record: a 5× slowdown of the
-    label loop, measured. The records hold no reference cycles (reference counting frees them), and
-    the collector resumes between batches."""
+    label loop, measured. The records hold no reference cycles, so reference counting frees them
+    (keep it so: an exception kept in a local holds its frame, and the frame the batch — a cycle
+    that kept whole batches alive until the collector walked them), and the collector resumes
+    between batches."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -28,6 +33,44 @@ def cyclic_gc_paused():
     finally:
         if enabled:
             gc.enable()
+
+YOUNG_OBJECTS_BEFORE_COLLECTION = 2_000_000
+"""The cyclic collector's first threshold in worker processes. CPython counts container objects
+allocated *minus* those freed; the records of a batch in flight (about 4 per record after parsing,
+more with labels) are freed by reference counting once the batch is through, so below this count a
+collection never starts in the middle of a batch: with the default of 700, every batch was walked
+again after each stage (0.4 s per 200k records after validation alone). Batches up to about 200k
+records stay under it; cyclic garbage, which nothing here makes on purpose, waits for at most this
+many objects (tens of MB)."""
+
+BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+"""The module a Beam SDK worker process runs as ``__main__`` (local worker processes and Dataflow)."""
+
+_prepared = False
+
+
+def prepare_worker_gc(main_module: str | None = None) -> bool:
+    """Once per Beam worker process, before any data: move every object alive now (imported modules,
+    Beam's worker) out of the collector's reach (``gc.freeze``), and raise its first threshold to
+    ``YOUNG_OBJECTS_BEFORE_COLLECTION``. Returns whether it did.
+
+    Only in a process that exists to run Beam's worker (``main_module``, by default ``__main__``'s
+    name, is ``BEAM_WORKER_MAIN``): in any other (the launcher running a one-process import, a test
+    session) the objects alive are not all long-lived, and frozen garbage is never freed."""
+    global _prepared
+    if main_module is None:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        main_module = spec.name if spec is not None else None
+    if _prepared or main_module != BEAM_WORKER_MAIN:
+        return False
+    gc.collect()
+    gc.freeze()
+    first, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(first, YOUNG_OBJECTS_BEFORE_COLLECTION), older, oldest)
+    _prepared = True
+    return True
+
+
 EXCERPT_CHARS = 200
 
 
@@ -41,13 +84,27 @@ class ImportContext:
     processor: str = PROCESSOR
 
 
+class Batch:
+    """A batch of one source's records: what travels between the stages as one Beam element.
+
+    ``transforms.coders.BatchCoder`` is registered for this type: Beam then estimates a batch's size
+    from its payload bytes instead of pickling it (its output counters sample every element of a
+    stage that emits few, large ones)."""
+
+    def payload_bytes(self) -> int:
+        raise NotImplementedError
+
+
 @dataclass
-class LineBatch:
+class LineBatch(Batch):
     """Undecoded lines of one line-oriented source (NDJSON), blank lines already counted out."""
 
     source_uri: str
     lines: list[bytes]
     line_numbers: list[int]
+
+    def payload_bytes(self) -> int:
+        return sum(map(len, self.lines))
 
 
 class _Marshalled(bytes):
@@ -55,7 +112,7 @@ class _Marshalled(bytes):
 
 
 @dataclass
-class RecordBatch:
+class RecordBatch(Batch):
     """Parsed JSON values of one source, each with its raw bytes and origin."""
 
     source_uri: str
@@ -63,6 +120,10 @@ class RecordBatch:
     raws: list[bytes] = field(default_factory=list)
     line_numbers: list[int | None] = field(default_factory=list)
     indexes: list[int | None] = field(default_factory=list)
+    fields: list | None = None
+    """Set by the parse stage: per record, the tuple of its envelope fields' values (None where null or
+    absent), taken while the freshly parsed dict is still in the CPU cache. Validation builds its
+    columns from these instead of walking the records once per field."""
     frame: object = None
     """After validation: the polars wire frame of these records (typed envelope columns), so later
     stages take whole columns instead of walking the records again."""
@@ -70,11 +131,16 @@ class RecordBatch:
     def __len__(self) -> int:
         return len(self.records)
 
+    def payload_bytes(self) -> int:
+        return sum(map(len, self.raws))
+
     def __getstate__(self) -> dict:
-        # Beam pickles batches (at least to estimate their size); pickle recurses per nesting level and
+        # Beam pickles a batch that crosses a process boundary; pickle recurses per nesting level and
         # fails near 450 levels, while the JSON parser accepts 1024: the records travel as marshal
-        # (2000 levels, every JSON value), unless a reader put in a value marshal does not take
+        # (2000 levels, every JSON value), unless a reader put in a value marshal does not take.
+        # ``fields`` repeat the records: the receiving stage takes them from the records again.
         state = dict(self.__dict__)
+        state["fields"] = None
         try:
             state["records"] = _Marshalled(marshal.dumps(self.records))
         except ValueError:
@@ -92,13 +158,16 @@ class RecordBatch:
         self.line_numbers.append(line)
         self.indexes.append(index)
 
-    def subset(self, keep: list[int]) -> RecordBatch:
+    def subset(self, keep: list[int] | np.ndarray) -> RecordBatch:
+        """The records at positions ``keep`` (a list of positions, or a boolean mask)."""
+        if isinstance(keep, np.ndarray) and keep.dtype == np.bool_:
+            mask = keep.tolist()
+            pick = lambda values: list(compress(values, mask))  # noqa: E731
+        else:
+            pick = lambda values: [values[i] for i in keep]  # noqa: E731
         return RecordBatch(
-            self.source_uri,
-            [self.records[i] for i in keep],
-            [self.raws[i] for i in keep],
-            [self.line_numbers[i] for i in keep],
-            [self.indexes[i] for i in keep],
+            self.source_uri, pick(self.records), pick(self.raws), pick(self.line_numbers),
+            pick(self.indexes), None if self.fields is None else pick(self.fields),
         )
 
 

@@ -13,13 +13,15 @@ import uuid
 from collections.abc import Iterator
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from transforms import dedupe, normalize, parse, read, validate
+from transforms.coders import Batch  # also registers the batch coders
 from transforms.privacy import redact
-from transforms.records import ImportContext, LineBatch
+from transforms.records import ImportContext, LineBatch, prepare_worker_gc
 from transforms.row_policy import RowPolicy, apply_row_policy
 from transforms.sources import ReadTask
 from transforms.timestamps import TimestampPolicy
@@ -37,6 +39,9 @@ class _TimedDoFn(beam.DoFn):
     def __init__(self) -> None:
         self._msecs = Metrics.distribution("importer", f"{self.STAGE}_msecs")
         self._rows = Metrics.counter("importer", f"{self.STAGE}_records")
+
+    def setup(self) -> None:
+        prepare_worker_gc()
 
     def _timed(self, started: float, rows: int) -> None:
         self._msecs.update(int((time.perf_counter() - started) * 1000))
@@ -118,6 +123,7 @@ class NormalizeEventsFn(_TimedDoFn):
         self.ctx, self.policy, self.row_policy = ctx, policy, row_policy
 
     def setup(self) -> None:
+        super().setup()
         self.key = self.row_policy.key()
 
     def process(self, batch) -> Iterator:
@@ -154,15 +160,17 @@ class ReadValidateNormalize(beam.PTransform):
         split = tasks | "SplitTasks" >> beam.Filter(lambda t: t.splits > 1)
         line_counts = split | "CountLines" >> beam.Map(lambda t: ((t.uri, t.split_index), read.count_newlines(t)))
         tags = (DEAD_LETTERS, COUNTS)
+        # the main outputs' types select the coders of transforms.coders (cheap size estimates)
         raw = tasks | "Read" >> beam.ParDo(
             ReadSourceFn(self.ctx, self.limits), beam.pvalue.AsDict(line_counts)
-        ).with_outputs(*tags, main="batches")
-        parsed = raw.batches | "Parse" >> beam.ParDo(ParseRecordsFn(self.ctx)).with_outputs(*tags, main="records")
-        valid = parsed.records | "Validate" >> beam.ParDo(ValidateEnvelopesFn(self.ctx)).with_outputs(
-            DEAD_LETTERS, main="records")
+        ).with_output_types(Batch).with_outputs(*tags, main="batches")
+        parsed = raw.batches | "Parse" >> beam.ParDo(ParseRecordsFn(self.ctx)).with_output_types(
+            Batch).with_outputs(*tags, main="records")
+        valid = parsed.records | "Validate" >> beam.ParDo(ValidateEnvelopesFn(self.ctx)).with_output_types(
+            Batch).with_outputs(DEAD_LETTERS, main="records")
         rows = valid.records | "Normalize" >> beam.ParDo(
-            NormalizeEventsFn(self.ctx, self.policy, self.row_policy)).with_outputs(
-            *tags, main="rows")
+            NormalizeEventsFn(self.ctx, self.policy, self.row_policy)).with_output_types(
+            pa.Table).with_outputs(*tags, main="rows")
         dead = (raw.dead_letters, parsed.dead_letters, valid.dead_letters, rows.dead_letters) \
             | "AllDeadLetters" >> beam.Flatten()
         if self.row_policy.redact_dead_letters:
@@ -228,6 +236,7 @@ class DedupeEvents(beam.PTransform):
         resolved = (
             keyed
             | "GroupBuckets" >> beam.GroupByKey()
-            | "ResolveBuckets" >> beam.ParDo(ResolveBucketFn()).with_outputs(CONFLICTS, COUNTS, main="rows")
+            | "ResolveBuckets" >> beam.ParDo(ResolveBucketFn()).with_output_types(
+                tuple[int, pa.Table]).with_outputs(CONFLICTS, COUNTS, main="rows")
         )
         return resolved.rows, resolved.conflicts, resolved.counts
