@@ -39,8 +39,9 @@ def test_read_validate_normalize_routes_every_record(export):
                               | ReadValidateNormalize(CTX, ReadLimits(batch_size=7), TimestampPolicy()))
         row_count = rows | "CountRows" >> beam.Map(lambda t: t.num_rows) | beam.CombineGlobally(sum)
         assert_that(row_count, equal_to([30 + 3 + 1]), label="rows")
-        codes = dead | beam.Map(
-            lambda d: (d["source_line"], d["source_index"], sorted(r["code"] for r in d["reasons"])))
+        codes = dead | beam.FlatMap(  # one list of dead letters per stage and batch
+            lambda batch: [(d["source_line"], d["source_index"], sorted(r["code"] for r in d["reasons"]))
+                           for d in batch])
         assert_that(codes, equal_to([
             (34, None, ["parse:invalid_json"]),
             (35, 1, ["parse:not_an_object"]),

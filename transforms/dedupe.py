@@ -34,8 +34,13 @@ def bucket_of(event_ids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray
     return (hashes % np.uint64(buckets)).astype(np.int64)
 
 
-def split_into_buckets(table: pa.Table, buckets: int) -> list[tuple[int, pa.Table]]:
-    """Partition a table by bucket; empty buckets are left out."""
+def split_into_buckets(table: pa.Table, buckets: int, *, copies: bool = True) -> list[tuple[int, pa.Table]]:
+    """Partition a table by bucket; empty buckets are left out.
+
+    Each bucket is a copy of its rows (the default: a slice pickles the buffers of the whole table it
+    was cut from, so N buckets going through an in-memory shuffle would each carry the whole batch),
+    or, with ``copies=False``, a slice of the rows gathered into bucket order once (for a consumer
+    that writes the slice out, such as ``write_part``: a third less work)."""
     if table.num_rows == 0:
         return []
     numbers = bucket_of(table.column("eventId"), buckets)
@@ -43,14 +48,16 @@ def split_into_buckets(table: pa.Table, buckets: int) -> list[tuple[int, pa.Tabl
     sorted_numbers = numbers[order]
     starts = np.flatnonzero(np.diff(sorted_numbers, prepend=-1))
     ends = np.append(starts[1:], len(sorted_numbers))
-    # take, not slice: a slice pickles the buffers of the whole table it was cut from, so N buckets
-    # going through an in-memory shuffle would each carry the whole batch
-    return [(int(sorted_numbers[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
+    if copies:
+        return [(int(sorted_numbers[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
+    gathered = table.take(pa.array(order))
+    return [(int(sorted_numbers[s]), gathered.slice(s, e - s)) for s, e in zip(starts, ends)]
 
 
-def write_part(table: pa.Table, sink) -> None:
-    """One bucket part of a table, as an Arrow IPC stream (lz4: cheap to write, small on gs://)."""
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
+def write_part(table: pa.Table, sink, *, compression: str | None = "lz4") -> None:
+    """One bucket part of a table, as an Arrow IPC stream (lz4 by default: cheap to write, small on
+    gs://; a local shuffle folder is written uncompressed, where the CPU is the scarcer resource)."""
+    options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
 

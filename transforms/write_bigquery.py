@@ -102,7 +102,7 @@ class WriteBigQuery(beam.PTransform):
         join = FileSystems.join
         row_files = outputs.rows | "StageRows" >> beam.ParDo(WriteParquetFn(self.staging_dir, self.buckets))
         dead_files = (outputs.dead_letters
-                      | "DeadLetterJson" >> beam.Map(dead_letter_json)
+                      | "DeadLetterJson" >> beam.FlatMap(lambda batch: map(dead_letter_json, batch))
                       | "StageDeadLetters" >> beam.io.WriteToText(join(self.staging_dir, DEAD_LETTERS_PREFIX),
                                                                   file_name_suffix=".ndjson"))
         conflict_files = (outputs.conflicts

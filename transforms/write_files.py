@@ -22,7 +22,7 @@ CONFLICTS_PREFIX = "conflicts/conflicts"
 
 class ImportOutputs(NamedTuple):
     rows: beam.PCollection  # (bucket, pyarrow.Table)
-    dead_letters: beam.PCollection  # dict, schemas.envelope.DEAD_LETTER_COLUMNS
+    dead_letters: beam.PCollection  # lists of dicts (one list per stage and batch), DEAD_LETTER_COLUMNS
     conflicts: beam.PCollection  # dict: eventId, kept, differs_from_kept, row
 
 
@@ -53,7 +53,7 @@ class WriteFiles(beam.PTransform):
         join = FileSystems.join
         outputs.rows | "WriteRows" >> beam.ParDo(WriteParquetFn(self.output_dir, self.buckets))
         (outputs.dead_letters
-         | "DeadLetterJson" >> beam.Map(dead_letter_json)
+         | "DeadLetterJson" >> beam.FlatMap(lambda batch: map(dead_letter_json, batch))
          | "WriteDeadLetters" >> beam.io.WriteToText(join(self.output_dir, DEAD_LETTERS_PREFIX),
                                                      file_name_suffix=".ndjson"))
         (outputs.conflicts
