@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
 
 from schemas.envelope import ABSENT, ENVELOPE, NUMBER, STRING, EnvelopeField
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 WIRE_SUFFIX = "__wire"
 
@@ -42,6 +45,8 @@ def value_dtype(f: EnvelopeField) -> type[pl.DataType] | None:
 
 
 def _field_rules(f: EnvelopeField) -> tuple[list[tuple[pa.Check, Rule]], list[tuple[pa.Check, Rule]]]:
+    import pandera.polars as pa  # here, not at the top: see envelope_schema
+
     """(wire-column checks, value-column checks) of one field."""
     wire: list[tuple[pa.Check, Rule]] = []
     value: list[tuple[pa.Check, Rule]] = []
@@ -70,7 +75,12 @@ def _field_rules(f: EnvelopeField) -> tuple[list[tuple[pa.Check, Rule]], list[tu
 
 @lru_cache(maxsize=1)
 def envelope_schema() -> tuple[pa.DataFrameSchema, dict[tuple[str, int], Rule]]:
-    """The pandera schema of the wire frame, and the rule behind each (column, check number)."""
+    """The pandera schema of the wire frame, and the rule behind each (column, check number).
+
+    pandera is imported here, on first use: the launcher imports this module to build the graph, and
+    importing pandera costs it a third of a second it never needs (the workers validate)."""
+    import pandera.polars as pa
+
     columns: dict[str, pa.Column] = {}
     rules: dict[tuple[str, int], Rule] = {}
     for f in ENVELOPE:

@@ -485,3 +485,10 @@ def test_a_deeply_nested_value_in_a_string_field_is_a_type_error_in_little_memor
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['url:type']"
+
+
+def test_the_launcher_does_not_import_pandera() -> None:
+    # the launcher only builds the graph: pandera's third of a second belongs to the workers
+    code = "import sys, pipeline.launcher\nassert 'pandera' not in sys.modules, 'pandera imported'\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -13,7 +13,6 @@ from itertools import repeat
 
 import numpy as np
 import polars as pl
-from pandera.errors import SchemaErrors
 
 from schemas.envelope import ABSENT, ARRAY, BOOLEAN, ENVELOPE, NULL, NUMBER, OBJECT, STRING
 from schemas.validation import WIRE_SUFFIX, Rule, envelope_schema, value_dtype
@@ -112,6 +111,8 @@ def wire_frame(records: list[dict], fields: list[tuple] | None = None) -> pl.Dat
 
 def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
     """Run the pandera model; returns the rules each failing row (by position) breaks."""
+    from pandera.errors import SchemaErrors  # on first use, as in schemas.validation
+
     schema, rules = envelope_schema()
     try:
         schema.validate(frame, lazy=True)
