@@ -34,6 +34,7 @@ def cyclic_gc_paused():
         if enabled:
             gc.enable()
 
+
 YOUNG_OBJECTS_BEFORE_COLLECTION = 2_000_000
 """The cyclic collector's first threshold in worker processes. CPython counts container objects
 allocated *minus* those freed; the records of a batch in flight (about 4 per record after parsing,
