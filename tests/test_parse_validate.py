@@ -425,4 +425,3 @@ def test_null_accepted_exactly_for_nullable_fields(field) -> None:
 def test_every_max_length_is_enforced_at_its_limit(field) -> None:
     assert validate_one(good(**{field.name: "a" * field.max_length})) == []
     assert validate_one(good(**{field.name: "a" * (field.max_length + 1)})) == [f"{field.name}:too_long"]
-
