@@ -154,8 +154,9 @@ def dead_letter_counts(dead: list[dict]) -> Counter:
 
 def _dead_letter_outputs(dead: list[dict]) -> Iterator:
     """A stage's dead letters of one batch as ONE element (a list), and their counts: one element
-    per dead letter cost Beam's per-element machinery 35,000 times per million lines (measured 10 %
-    of the workers' time)."""
+    per dead letter went through Beam's per-element machinery 35,000 times per million lines (with
+    their counts, up to a tenth of the workers' profile samples; 7 % after this change, and no
+    wall-time gain beyond this machine's noise)."""
     if dead:
         yield TaggedOutput(DEAD_LETTERS, dead)
         for key, n in dead_letter_counts(dead).items():
