@@ -1,3 +1,5 @@
+import logging
+import os
 import sys
 
 from rlvt_own_packages import problems
@@ -9,6 +11,19 @@ if clashes := problems():
         print(f"error: {problem}", file=sys.stderr)
     sys.exit(2)
 
+from pipeline import warm_workers  # noqa: E402
+
+# the local runner's worker processes import while the launcher does (see pipeline.warm_workers)
+warm_workers.start(warm_workers.wanted(sys.argv[1:], warm_workers.LOCAL_WORKERS))
+
 from pipeline.launcher import main  # noqa: E402
 
-sys.exit(main())
+code = main()
+warm_workers.stop()
+# Every output is written and closed by now (report, rows, counts; the workers have exited). What is
+# left is the interpreter tearing down Beam, gRPC, pyarrow and polars object by object: half a second
+# in which nothing happens for the user. Flush what is buffered and leave.
+logging.shutdown()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)

@@ -40,7 +40,8 @@ def build_pipeline(
         p
         | "ReadTasks" >> beam.Create(tasks)
         | "SpreadTasks" >> beam.Reshuffle()
-        | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy, opts.row_policy)
+        | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy, opts.row_policy,
+                                                           keep_dead_letters=sink is not None)
     )
     unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets, shuffle_dir)
     outputs = ImportOutputs(unique, dead, conflicts)

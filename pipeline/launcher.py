@@ -21,6 +21,7 @@ from pipeline import report as run_report
 from pipeline.graph import build_pipeline, build_subscription_pipeline
 from pipeline.options import CheckedOptions, check_options, normalize_argv
 from pipeline.target import prepare_target
+from pipeline.warm_workers import LOCAL_WORKERS, worker_command
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
 from transforms.records import ImportContext
@@ -31,9 +32,6 @@ from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_D
 
 log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
-
-
-LOCAL_WORKERS = 2
 
 
 def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
@@ -53,6 +51,35 @@ def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
         direct.direct_num_workers = LOCAL_WORKERS
     if not given("--direct_running_mode"):
         direct.direct_running_mode = "multi_processing" if direct.direct_num_workers != 1 else "in_memory"
+
+
+class _RunningModeNote(logging.Filter):
+    """Hides the runner's warning that ``in_memory`` with several workers runs them in one process:
+    with the worker command of ``warm_runner`` they are separate processes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("If direct_num_workers is not equal to 1")
+
+
+def warm_runner(options: PipelineOptions):
+    """The local runner whose worker processes are the warm ones ``python -m pipeline`` started
+    (``pipeline.warm_workers``), or None (none started, or not the default two-process local run).
+
+    ``multi_processing`` would replace any worker command by Beam's own, so the mode becomes
+    ``in_memory`` with an explicit environment: still ``direct_num_workers`` worker processes."""
+    command = worker_command()
+    direct = options.view_as(DirectOptions)
+    if (command is None or options.view_as(StandardOptions).runner != "FnApiRunner"
+            or direct.direct_running_mode != "multi_processing"):
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    direct.direct_running_mode = "in_memory"
+    note = logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner")
+    if not any(isinstance(f, _RunningModeNote) for f in note.filters):
+        note.addFilter(_RunningModeNote())
+    return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
 
 
 def new_run_id(started: datetime) -> str:
@@ -174,7 +201,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         else:
             _remove_previous_outputs(checked.output_dir)
             sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
-        p = beam.Pipeline(options=options)
+        p = beam.Pipeline(runner=warm_runner(options), options=options)
         build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink, FileSystems.join(work_dir, "shuffle"))
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
 

@@ -121,3 +121,16 @@ def test_the_stages_pass_batches_with_the_batch_coders() -> None:
     for label in ("ReadValidateNormalize/Parse", "ReadValidateNormalize/Validate"):
         main = stages[label].outputs[None]
         assert isinstance(beam.coders.registry.get_coder(main.element_type), BatchCoder), label
+
+
+def test_a_dry_run_gathers_no_dead_letters() -> None:
+    # they are counted inside each stage; a Flatten nobody reads would still move every one of them
+    def labels(keep: bool) -> set[str]:
+        p = beam.Pipeline(runner="FnApiRunner")
+        _, dead, _ = p | beam.Create([]) | ReadValidateNormalize(CTX, ReadLimits(), TimestampPolicy(),
+                                                                 keep_dead_letters=keep)
+        assert (dead is None) is not keep
+        return {t.full_label for t in p.transforms_stack[0].parts[-1].parts}
+
+    assert "ReadValidateNormalize/AllDeadLetters" in labels(True)
+    assert "ReadValidateNormalize/AllDeadLetters" not in labels(False)

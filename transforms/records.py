@@ -46,6 +46,9 @@ many objects (tens of MB)."""
 
 BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
 """The module a Beam SDK worker process runs as ``__main__`` (local worker processes and Dataflow)."""
+WORKER_MAINS = (BEAM_WORKER_MAIN, "pipeline.warm_workers")
+"""Modules whose process exists to run Beam's worker: Beam's own, and the local runner's warm
+worker processes (``pipeline.warm_workers``, which run Beam's worker main once attached)."""
 
 _prepared = False
 
@@ -56,13 +59,13 @@ def prepare_worker_gc(main_module: str | None = None) -> bool:
     ``YOUNG_OBJECTS_BEFORE_COLLECTION``. Returns whether it did.
 
     Only in a process that exists to run Beam's worker (``main_module``, by default ``__main__``'s
-    name, is ``BEAM_WORKER_MAIN``): in any other (the launcher running a one-process import, a test
+    name, is one of ``WORKER_MAINS``): in any other (the launcher running a one-process import, a test
     session) the objects alive are not all long-lived, and frozen garbage is never freed."""
     global _prepared
     if main_module is None:
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         main_module = spec.name if spec is not None else None
-    if _prepared or main_module != BEAM_WORKER_MAIN:
+    if _prepared or main_module not in WORKER_MAINS:
         return False
     gc.collect()
     gc.freeze()

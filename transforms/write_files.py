@@ -22,7 +22,7 @@ CONFLICTS_PREFIX = "conflicts/conflicts"
 
 class ImportOutputs(NamedTuple):
     rows: beam.PCollection  # (bucket, pyarrow.Table)
-    dead_letters: beam.PCollection  # lists of dicts (one list per stage and batch), DEAD_LETTER_COLUMNS
+    dead_letters: beam.PCollection | None  # lists of dicts (one list per stage and batch); None in a dry run
     conflicts: beam.PCollection  # dict: eventId, kept, differs_from_kept, row
 
 

@@ -1,0 +1,121 @@
+"""The local runner's warm worker processes (pipeline.warm_workers): used when started, replaced by
+Beam's own worker when not, and never left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline import warm_workers
+from pipeline.launcher import run
+from tests.conftest import ROOT
+from tests.factory import envelope, line, write_ndjson
+
+pytestmark = pytest.mark.e2e
+FALLBACK = "no warm worker process free"
+
+
+def export(tmp_path: Path) -> Path:
+    envs = [envelope(i) for i in range(30)]
+    lines = [line(e) for e in envs] + [line(envs[0]), b"{broken"]
+    path = tmp_path / "export.ndjson"
+    write_ndjson(path, lines)
+    return path
+
+
+def check_counts(report: dict) -> None:
+    total = report["total"]
+    assert (total["read"], total["loaded"], total["duplicate_exact"], total["dead_lettered"]) == (32, 30, 1, 1)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--input", "x.ndjson", "--dry_run"], 2),
+    (["--input=x.ndjson", "--output_dir", "out"], 2),
+    (["--input", "x.ndjson", "--runner=DataflowRunner"], 0),
+    (["--input", "x.ndjson", "--runner", "FnApiRunner"], 0),
+    (["--input", "x.ndjson", "--direct_num_workers=1"], 0),
+    (["--input", "x.ndjson", "--direct_running_mode", "in_memory"], 0),
+    (["--input_subscription", "projects/p-roject/subscriptions/s-ub"], 0),
+    (["--help"], 0),
+])
+def test_warm_processes_only_for_the_default_local_run(argv: list[str], expected: int) -> None:
+    assert warm_workers.wanted(argv, 2) == expected
+
+
+def test_an_import_runs_on_the_warm_processes(tmp_path: Path, capfd) -> None:
+    folder = warm_workers.start(2)
+    try:
+        assert sorted(os.listdir(folder)) == ["0.sock", "1.sock"] or _eventually_listening(folder)
+        code, report = run(["--input", str(export(tmp_path)), "--output_dir", str(tmp_path / "out"),
+                            "--temp_location", str(tmp_path / "tmp")])
+        assert code == 0
+        check_counts(report)
+        # each warm process removes its socket when a runner's worker attaches to it
+        assert os.listdir(folder) == []
+        assert FALLBACK not in capfd.readouterr().err
+    finally:
+        warm_workers.stop()
+    assert not os.path.exists(folder) and warm_workers.DIR_VARIABLE not in os.environ
+
+
+def _eventually_listening(folder: str) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if sorted(os.listdir(folder)) == ["0.sock", "1.sock"]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_without_a_free_warm_process_the_workers_are_beams_own(tmp_path: Path, capfd, monkeypatch) -> None:
+    empty = tmp_path / "no-warm-processes"
+    empty.mkdir()
+    monkeypatch.setenv(warm_workers.DIR_VARIABLE, str(empty))
+    code, report = run(["--input", str(export(tmp_path)), "--dry_run", "--report_path", str(tmp_path / "r.json")])
+    assert code == 0
+    check_counts(report)
+    assert capfd.readouterr().err.count(FALLBACK) == 2  # both workers said so, and ran
+
+
+def test_the_cli_imports_with_warm_processes_and_leaves_none_behind(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--input", str(export(tmp_path)), "--dry_run",
+         "--report_path", str(tmp_path / "report.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stderr
+    check_counts(orjson.loads((tmp_path / "report.json").read_bytes()))
+    assert FALLBACK not in done.stderr
+    assert not list(scratch.glob("rlvt-warm-*"))
+    assert not _processes_mentioning(str(scratch))
+
+
+def test_unattached_warm_processes_exit_with_the_launcher(tmp_path: Path) -> None:
+    # a launcher that stops before running anything (a usage error, say): its warm processes follow it
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    subprocess.run([sys.executable, "-c", "from pipeline import warm_workers; warm_workers.start(2)"],
+                   cwd=ROOT, check=True, timeout=60, env={**os.environ, "TMPDIR": str(scratch)})
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(str(scratch)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_mentioning(str(scratch))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(pid))
+    return found
