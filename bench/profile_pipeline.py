@@ -61,14 +61,14 @@ def category(frames: list[str]) -> str:
 
 WAITING = re.compile(
     r"^(Condition\.wait|Event\.wait|_wait_once|wait|Popen\._try_wait|Popen\.wait|channel_spin|_serve|select|poll|"
-    r"sleep|Queue\.get|SimpleQueue\.get|_worker|acquire) \(")
+    r"sleep|Queue\.get|SimpleQueue\.get|_worker|acquire|watch) \(")
 """Leaf frames of threads that wait (py-spy reports some of them as active): counted apart."""
 
 
 def process_name(frames: list[str]) -> str:
     heads = [f for f in frames if f.startswith("process ")]
     cmd = heads[-1].split(":", 1)[1] if heads else "?"  # the innermost process of a parent chain
-    if "sdk_worker_main" in cmd:
+    if "sdk_worker_main" in cmd or "pipeline.warm_workers" in cmd:  # Beam's worker, or a warm one
         return "Beam SDK worker processes"
     if "-m pipeline" in cmd:
         return "main process (launcher + runner)"

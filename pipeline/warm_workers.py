@@ -68,10 +68,10 @@ def start(count: int) -> str | None:
     # the write end stays open in this process only: when it exits, the warm processes see end of file
     os.set_inheritable(write_end, False)
     for k in range(count):
-        subprocess.Popen(
+        _processes.append(subprocess.Popen(
             [sys.executable, "-m", "pipeline.warm_workers", "serve", os.path.join(folder, f"{k}.sock"),
              str(read_end)],
-            pass_fds=(read_end,), stdin=subprocess.DEVNULL)
+            pass_fds=(read_end,), stdin=subprocess.DEVNULL))
     os.close(read_end)
     _lifelines.append(write_end)
     os.environ[DIR_VARIABLE] = folder
@@ -79,6 +79,7 @@ def start(count: int) -> str | None:
 
 
 _lifelines: list[int] = []
+_processes: list[subprocess.Popen] = []
 
 
 def worker_command() -> str | None:
@@ -88,11 +89,18 @@ def worker_command() -> str | None:
     return f"{shlex.quote(sys.executable)} {ATTACH_COMMAND}"
 
 
-def stop() -> None:
-    """End the warm processes that were never attached (the launcher's exit does it too) and remove
-    their folder."""
+def stop(timeout: float = 10.0) -> None:
+    """End the warm processes that were never attached (the launcher's exit does it too), wait for all
+    of them (an attached one exits as its worker ends), and remove their folder."""
     while _lifelines:
         os.close(_lifelines.pop())
+    while _processes:
+        process = _processes.pop()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     folder = os.environ.pop(DIR_VARIABLE, None)
     if folder:
         for name in os.listdir(folder) if os.path.isdir(folder) else ():

@@ -44,7 +44,7 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
     # bound appends, not out.append: one method call less per record counts at a million records
     add_record, add_raw, add_line, add_index = (
         out.records.append, out.raws.append, out.line_numbers.append, out.indexes.append)
-    add_fields = out.fields.append
+    add_fields = out.fields.extend
     for raw, line in zip(batch.lines, batch.line_numbers):
         try:
             value = loads(raw)
@@ -72,7 +72,7 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
             add_raw(raw)
             add_line(line)
             add_index(None)
-            add_fields(tuple(map(value.get, names)))
+            add_fields(map(value.get, names))
         elif type(value) is list:
             if not value:
                 dead.append(dead_letter(ctx, "parse", [_invalid("parse:empty_array")], raw, uri, line))
@@ -80,7 +80,7 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
                 element_raw = compact_json(element)
                 if type(element) is dict:
                     out.append(element, element_raw, line, index)
-                    add_fields(tuple(map(element.get, names)))
+                    add_fields(map(element.get, names))
                 else:
                     dead.append(dead_letter(
                         ctx, "parse", [_invalid("parse:not_an_object", f"Got {_json_type(element)}.")],

@@ -134,9 +134,10 @@ class RecordBatch(Batch):
     line_numbers: list[int | None] = field(default_factory=list)
     indexes: list[int | None] = field(default_factory=list)
     fields: list | None = None
-    """Set by the parse stage: per record, the tuple of its envelope fields' values (None where null or
-    absent), taken while the freshly parsed dict is still in the CPU cache. Validation builds its
-    columns from these instead of walking the records once per field."""
+    """Set by the parse stage: the envelope fields' values (None where null or absent) of each record
+    in turn, ``len(ENVELOPE)`` per record in one flat list, taken while the freshly parsed dict is
+    still in the CPU cache. Validation slices its columns out of it (``fields[k::len(ENVELOPE)]``)
+    and types all of them in one pass, instead of walking the records once per field."""
     frame: object = None
     """After validation: the polars wire frame of these records (typed envelope columns), so later
     stages take whole columns instead of walking the records again."""
@@ -178,10 +179,9 @@ class RecordBatch(Batch):
             pick = lambda values: list(compress(values, mask))  # noqa: E731
         else:
             pick = lambda values: [values[i] for i in keep]  # noqa: E731
-        return RecordBatch(
-            self.source_uri, pick(self.records), pick(self.raws), pick(self.line_numbers),
-            pick(self.indexes), None if self.fields is None else pick(self.fields),
-        )
+        # ``fields`` is flat (several values per record): the subset's are taken from its records again
+        return RecordBatch(self.source_uri, pick(self.records), pick(self.raws), pick(self.line_numbers),
+                           pick(self.indexes))
 
 
 class _Token(bytes):
