@@ -13,8 +13,9 @@ if clashes := problems():
 
 from pipeline import warm_workers  # noqa: E402
 
-# the local runner's worker processes import while the launcher does (see pipeline.warm_workers)
-warm_workers.start(warm_workers.wanted(sys.argv[1:], warm_workers.LOCAL_WORKERS))
+# the local runner's worker processes are imported while the launcher is (see pipeline.warm_workers)
+if warm_workers.wanted(sys.argv[1:]):
+    warm_workers.start()
 
 from pipeline.launcher import main  # noqa: E402
 

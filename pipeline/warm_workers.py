@@ -1,22 +1,28 @@
-"""Warm worker processes for the local runner: started with the launcher, not after it.
+"""Warm worker processes for the local runner: imported once, alongside the launcher, then forked.
 
 Beam's local runner starts its worker processes only once the pipeline runs, and each then spends
-a second or more importing Beam's worker and the project's stages (pyarrow, polars, pandera)
-before it can take any data, while the launcher sits idle. The launcher itself spends as long
-importing Beam first, with the machine's other core idle. On a laptop both are pure waiting, at
-every run whatever its size.
+about a second and a half importing Beam's worker and the project's stages (pyarrow, polars,
+pandera) before it can take any data, while the launcher sits idle. The launcher itself spends as
+long importing Beam first, with the machine's other core idle. On a laptop that is pure waiting,
+at every run whatever its size.
 
-So ``python -m pipeline`` starts the worker processes first (``start``, before it imports Beam):
-each imports everything a worker needs while the launcher imports and plans, then waits. The
-runner's worker command is ``python -m pipeline.warm_workers attach``: a small process that hands
-its environment (the runner's control and logging addresses, the pipeline options) and its
-standard streams to the first warm process that is free, and exits with that worker's exit code.
-The warm process then runs Beam's own worker main, as the ordinary worker process would.
+So ``python -m pipeline`` first starts a *fork server* (``start``, before it imports Beam): one
+process that imports everything a worker needs while the launcher imports and plans, freezes it
+out of the collector's reach (``gc.freeze``: forked children then share those pages instead of
+copying them), and waits. The runner's worker command is ``python -m pipeline.warm_workers
+attach``: a small process that hands its environment (the runner's control and logging addresses,
+the pipeline options) and its standard streams to the server, which forks a child that runs Beam's
+own worker main, as the ordinary worker process would; ``attach`` exits with that worker's exit
+code. Two workers cost one import instead of two, and no worker waits for one.
 
-Nothing is lost when this does not apply: no warm process left (a second pipeline in the same
-launcher), a warm process that failed, or none started (a test calling the launcher in-process),
-and ``attach`` turns itself into Beam's ordinary worker (``exec``). A warm process that is never
-attached exits when the launcher does (a pipe, its lifeline, reaches end of file).
+Forking is safe here because the server is a process of our own that only imported modules: no
+gRPC channel, no polars thread pool (created on first use, in each child), and the allocators
+(jemalloc, OpenBLAS) that start threads at import handle ``fork``.
+
+Nothing is lost when this does not apply: no server (a test calling the launcher in-process, or
+the server failed) and ``attach`` turns itself into Beam's ordinary worker (``exec``), saying so.
+The server exits when the launcher does (a pipe, its lifeline, reaches end of file), after its
+children.
 
 This module imports only the standard library at the top: it runs before anything else.
 """
@@ -36,74 +42,70 @@ import threading
 LOCAL_WORKERS = 2
 """Worker processes of a local import (the machine this was tuned on has two cores)."""
 DIR_VARIABLE = "RLVT_WARM_WORKERS"
-"""Environment variable naming the folder of the warm processes' sockets (set by ``start``)."""
+"""Environment variable naming the fork server's folder (set by ``start``; the runner's worker
+commands inherit it)."""
+SOCKET = "server.sock"
+SERVED = "served"
+"""A line per worker the server forked (its process id), in the server's folder."""
 BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
 ATTACH_COMMAND = "-m pipeline.warm_workers attach"
 ACCEPTED = b"accepted\n"
-WAIT_FOR_WARM_SECONDS = 120.0
-"""How long ``attach`` waits for a warm process to finish its imports (seconds; it is normally
-ready before the runner asks)."""
+WAIT_FOR_SERVER_SECONDS = 120.0
+"""How long ``attach`` waits for the server to finish its imports (it is normally ready before the
+runner asks)."""
+FALLBACK = "no warm worker server"
 
-# Flags after which the launcher does not run the default two-process local import: no warm processes.
+# Flags after which the launcher does not run the default two-process local import: no server.
 _NOT_DEFAULT = ("--runner", "--direct_running_mode", "--direct_num_workers", "--input_subscription",
                 "--template_location", "--environment_type", "-h", "--help")
 
-
-def wanted(argv: list[str], workers: int) -> int:
-    """How many warm processes an import with these arguments would use: ``workers`` for the default
-    local run (no runner or running mode named, files as input), else 0."""
-    for arg in argv:
-        if arg.split("=", 1)[0] in _NOT_DEFAULT:
-            return 0
-    return workers
+_lifelines: list[int] = []
+_servers: list[subprocess.Popen] = []
 
 
-def start(count: int) -> str | None:
-    """Start ``count`` warm processes; returns their folder (also set in ``os.environ[DIR_VARIABLE]``
-    so the runner's worker commands inherit it), or None when ``count`` is 0."""
-    if count <= 0:
-        return None
+def wanted(argv: list[str]) -> bool:
+    """Whether an import with these arguments runs the default local way (no runner or running mode
+    named, files as input), where warm workers apply."""
+    return not any(arg.split("=", 1)[0] in _NOT_DEFAULT for arg in argv)
+
+
+def start() -> str:
+    """Start the fork server; returns its folder (also set in ``os.environ[DIR_VARIABLE]``)."""
     folder = tempfile.mkdtemp(prefix="rlvt-warm-")
     read_end, write_end = os.pipe()
-    # the write end stays open in this process only: when it exits, the warm processes see end of file
+    # the write end stays open in this process only: when it exits, the server sees end of file
     os.set_inheritable(write_end, False)
-    for k in range(count):
-        _processes.append(subprocess.Popen(
-            [sys.executable, "-m", "pipeline.warm_workers", "serve", os.path.join(folder, f"{k}.sock"),
-             str(read_end)],
-            pass_fds=(read_end,), stdin=subprocess.DEVNULL))
+    _servers.append(subprocess.Popen(
+        [sys.executable, "-m", "pipeline.warm_workers", "serve", folder, str(read_end)],
+        pass_fds=(read_end,), stdin=subprocess.DEVNULL))
     os.close(read_end)
     _lifelines.append(write_end)
     os.environ[DIR_VARIABLE] = folder
     return folder
 
 
-_lifelines: list[int] = []
-_processes: list[subprocess.Popen] = []
-
-
 def worker_command() -> str | None:
-    """The runner's worker command line when warm processes were started, else None."""
+    """The runner's worker command line when a fork server was started, else None."""
     if not os.environ.get(DIR_VARIABLE):
         return None
     return f"{shlex.quote(sys.executable)} {ATTACH_COMMAND}"
 
 
 def stop(timeout: float = 10.0) -> None:
-    """End the warm processes that were never attached (the launcher's exit does it too), wait for all
-    of them (an attached one exits as its worker ends), and remove their folder."""
+    """End the fork server (the launcher's exit does it too), wait for it (it waits for its
+    children), and remove its folder."""
     while _lifelines:
         os.close(_lifelines.pop())
-    while _processes:
-        process = _processes.pop()
+    while _servers:
+        server = _servers.pop()
         try:
-            process.wait(timeout)
+            server.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            server.kill()
+            server.wait()
     folder = os.environ.pop(DIR_VARIABLE, None)
-    if folder:
-        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+    if folder and os.path.isdir(folder):
+        for name in os.listdir(folder):
             try:
                 os.unlink(os.path.join(folder, name))
             except FileNotFoundError:
@@ -114,20 +116,26 @@ def stop(timeout: float = 10.0) -> None:
             pass
 
 
-# --------------------------------------------------------------------------- the warm process
-def serve(path: str, lifeline: int) -> None:
-    """Listen at ``path`` at once (an attach may come while the imports run), import what a worker
-    needs, then run Beam's worker for the first attach; exit if the lifeline ends first."""
-    attached = threading.Event()
+# --------------------------------------------------------------------------- the fork server
+def serve(folder: str, lifeline: int) -> None:
+    """Listen at once (an attach may come while the imports run), import what a worker needs, then
+    fork a worker for each attach until the lifeline ends."""
+    children: list[int] = []
+    lock = threading.Lock()
 
     def watch() -> None:
         os.read(lifeline, 1)  # returns at end of file: the launcher is gone
-        if not attached.is_set():
+        with lock:  # no fork from here on
+            for pid in children:  # reaped, so their CPU time counts for the launcher's process tree
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
             os._exit(0)
 
     threading.Thread(target=watch, daemon=True, name="lifeline").start()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(os.path.join(folder, SOCKET))
     listener.listen(8)
 
     import importlib
@@ -139,12 +147,28 @@ def serve(path: str, lifeline: int) -> None:
         conn, _ = listener.accept()
         try:
             env, cwd, fds = _receive(conn)
-            break
         except (OSError, ValueError):
             conn.close()
-    attached.set()
-    listener.close()
-    os.unlink(path)
+            continue
+        with lock:
+            pid = os.fork()
+            if pid:
+                children.append(pid)
+                with open(os.path.join(folder, SERVED), "a") as served:
+                    served.write(f"{pid}\n")
+        if pid:
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            continue
+        listener.close()
+        os.close(lifeline)
+        _run_worker(worker_main, conn, env, cwd, fds)
+
+
+def _run_worker(worker_main, conn: socket.socket, env: dict, cwd: str, fds: list[int]) -> None:
+    """In the forked child: take the attach's streams, environment and folder, run Beam's worker,
+    send its exit code back, and leave."""
     conn.sendall(ACCEPTED)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -170,8 +194,8 @@ def serve(path: str, lifeline: int) -> None:
 
 
 def _import_stages() -> None:
-    """What the first bundle would import: the stages, their libraries, the pandera model; then the
-    worker's collector settings (``prepare_worker_gc``), as a Beam worker's first DoFn would."""
+    """What a worker's first bundle would import (the stages, their libraries, the pandera model),
+    then the worker's collector settings (``prepare_worker_gc``: ``gc.freeze`` before forking)."""
     import transforms.stages  # noqa: F401  (pyarrow, polars, Beam's transforms)
     import transforms.write_bigquery  # noqa: F401
     import transforms.write_files  # noqa: F401
@@ -188,39 +212,31 @@ def _receive(conn: socket.socket) -> tuple[dict, str, list[int]]:
     while message and not message.endswith(b"\n"):
         message = conn.recv(1 << 20)
         chunks.append(message)
-    request = json.loads(b"".join(chunks))
     if len(fds) != 3:
         for fd in fds:
             os.close(fd)
         raise ValueError("an attach request carries three file descriptors")
+    request = json.loads(b"".join(chunks))
     return request["env"], request["cwd"], fds
 
 
 # --------------------------------------------------------------------------- the runner's worker command
 def attach() -> None:
-    """Hand this process's environment and standard streams to a free warm process and exit with its
-    worker's exit code; with none free, become Beam's ordinary worker process."""
+    """Hand this process's environment and standard streams to the fork server and exit with its
+    worker's exit code; without a server, become Beam's ordinary worker process."""
     folder = os.environ.get(DIR_VARIABLE)
-    request = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
-    names = sorted(os.listdir(folder)) if folder and os.path.isdir(folder) else []
-    # the runner numbers its workers (worker_0, worker_1…): each asks a different warm process first
-    digits = "".join(c for c in os.environ.get("WORKER_ID", "") if c.isdigit())
-    first = int(digits) % len(names) if digits and names else 0
-    for name in names[first:] + names[:first]:
+    if folder:
+        request = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            conn.connect(os.path.join(folder, name))
+            conn.connect(os.path.join(folder, SOCKET))
             socket.send_fds(conn, [request], [0, 1, 2])
-            if _read_line(conn, WAIT_FOR_WARM_SECONDS) != ACCEPTED:
-                continue  # taken by another attach, or failed while importing
+            if _read_line(conn, WAIT_FOR_SERVER_SECONDS) == ACCEPTED:
+                reply = _read_line(conn, None)
+                os._exit(int(reply) if reply.strip().lstrip(b"-").isdigit() else 1)
         except OSError:
-            conn.close()
-            continue
-        reply = _read_line(conn, None)
-        os._exit(int(reply) if reply.strip().lstrip(b"-").isdigit() else 1)
-    if folder:
-        print(f"warm_workers: no warm worker process free in {folder}: starting Beam's own worker",
-              file=sys.stderr, flush=True)
+            pass
+        print(f"warm_workers: {FALLBACK} at {folder}: starting Beam's own worker", file=sys.stderr, flush=True)
     os.execv(sys.executable, [sys.executable, "-m", BEAM_WORKER_MAIN])
 
 
@@ -243,4 +259,4 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["attach"]:
         attach()
     else:
-        sys.exit(f"usage: python -m pipeline.warm_workers serve PATH FD | attach  (not {sys.argv[1:]})")
+        sys.exit(f"usage: python -m pipeline.warm_workers serve FOLDER FD | attach  (not {sys.argv[1:]})")

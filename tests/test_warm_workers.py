@@ -1,5 +1,5 @@
-"""The local runner's warm worker processes (pipeline.warm_workers): used when started, replaced by
-Beam's own worker when not, and never left behind."""
+"""The local runner's warm worker processes (pipeline.warm_workers): forked by the server when it
+runs, Beam's own worker when not, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 from tests.factory import envelope, line, write_ndjson
 
 pytestmark = pytest.mark.e2e
-FALLBACK = "no warm worker process free"
+FALLBACK = warm_workers.FALLBACK
 
 
 def export(tmp_path: Path) -> Path:
@@ -35,46 +35,38 @@ def check_counts(report: dict) -> None:
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--input", "x.ndjson", "--dry_run"], 2),
-    (["--input=x.ndjson", "--output_dir", "out"], 2),
-    (["--input", "x.ndjson", "--runner=DataflowRunner"], 0),
-    (["--input", "x.ndjson", "--runner", "FnApiRunner"], 0),
-    (["--input", "x.ndjson", "--direct_num_workers=1"], 0),
-    (["--input", "x.ndjson", "--direct_running_mode", "in_memory"], 0),
-    (["--input_subscription", "projects/p-roject/subscriptions/s-ub"], 0),
-    (["--help"], 0),
+    (["--input", "x.ndjson", "--dry_run"], True),
+    (["--input=x.ndjson", "--output_dir", "out"], True),
+    (["--input", "x.ndjson", "--runner=DataflowRunner"], False),
+    (["--input", "x.ndjson", "--runner", "FnApiRunner"], False),
+    (["--input", "x.ndjson", "--direct_num_workers=1"], False),
+    (["--input", "x.ndjson", "--direct_running_mode", "in_memory"], False),
+    (["--input_subscription", "projects/p-roject/subscriptions/s-ub"], False),
+    (["--help"], False),
 ])
-def test_warm_processes_only_for_the_default_local_run(argv: list[str], expected: int) -> None:
-    assert warm_workers.wanted(argv, 2) == expected
+def test_warm_workers_only_for_the_default_local_run(argv: list[str], expected: bool) -> None:
+    assert warm_workers.wanted(argv) is expected
 
 
-def test_an_import_runs_on_the_warm_processes(tmp_path: Path, capfd) -> None:
-    folder = warm_workers.start(2)
+def test_an_import_runs_on_workers_forked_by_the_server(tmp_path: Path, capfd) -> None:
+    folder = warm_workers.start()
     try:
-        assert sorted(os.listdir(folder)) == ["0.sock", "1.sock"] or _eventually_listening(folder)
         code, report = run(["--input", str(export(tmp_path)), "--output_dir", str(tmp_path / "out"),
                             "--temp_location", str(tmp_path / "tmp")])
         assert code == 0
         check_counts(report)
-        # each warm process removes its socket when a runner's worker attaches to it
-        assert os.listdir(folder) == []
+        # the server notes each worker it forks: the runner's two
+        served = (Path(folder) / warm_workers.SERVED).read_text().split()
+        assert len(served) == 2 and all(pid.isdigit() for pid in served)
         assert FALLBACK not in capfd.readouterr().err
     finally:
         warm_workers.stop()
     assert not os.path.exists(folder) and warm_workers.DIR_VARIABLE not in os.environ
+    assert not [pid for pid in served if os.path.exists(f"/proc/{pid}")]
 
 
-def _eventually_listening(folder: str) -> bool:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if sorted(os.listdir(folder)) == ["0.sock", "1.sock"]:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def test_without_a_free_warm_process_the_workers_are_beams_own(tmp_path: Path, capfd, monkeypatch) -> None:
-    empty = tmp_path / "no-warm-processes"
+def test_without_a_server_the_workers_are_beams_own(tmp_path: Path, capfd, monkeypatch) -> None:
+    empty = tmp_path / "no-server"
     empty.mkdir()
     monkeypatch.setenv(warm_workers.DIR_VARIABLE, str(empty))
     code, report = run(["--input", str(export(tmp_path)), "--dry_run", "--report_path", str(tmp_path / "r.json")])
@@ -83,7 +75,7 @@ def test_without_a_free_warm_process_the_workers_are_beams_own(tmp_path: Path, c
     assert capfd.readouterr().err.count(FALLBACK) == 2  # both workers said so, and ran
 
 
-def test_the_cli_imports_with_warm_processes_and_leaves_none_behind(tmp_path: Path) -> None:
+def test_the_cli_imports_with_warm_workers_and_leaves_nothing_behind(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     done = subprocess.run(
@@ -97,11 +89,11 @@ def test_the_cli_imports_with_warm_processes_and_leaves_none_behind(tmp_path: Pa
     assert not _processes_mentioning(str(scratch))
 
 
-def test_unattached_warm_processes_exit_with_the_launcher(tmp_path: Path) -> None:
-    # a launcher that stops before running anything (a usage error, say): its warm processes follow it
+def test_the_server_exits_with_the_launcher(tmp_path: Path) -> None:
+    # a launcher that stops before running anything (a usage error, say): its server follows it
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    subprocess.run([sys.executable, "-c", "from pipeline import warm_workers; warm_workers.start(2)"],
+    subprocess.run([sys.executable, "-c", "from pipeline import warm_workers; warm_workers.start()"],
                    cwd=ROOT, check=True, timeout=60, env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 30
     while _processes_mentioning(str(scratch)) and time.monotonic() < deadline:
