@@ -33,6 +33,7 @@ import json
 import os
 import select
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -120,6 +121,9 @@ def stop(timeout: float = 10.0) -> None:
 def serve(folder: str, lifeline: int) -> None:
     """Listen at once (an attach may come while the imports run), import what a worker needs, then
     fork a worker for each attach until the lifeline ends."""
+    # Ctrl-C reaches the whole process group: the launcher stops, and the server follows it through
+    # its lifeline instead of printing a traceback of its own (workers get Python's usual handler)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     children: list[int] = []
     lock = threading.Lock()
 
@@ -169,6 +173,7 @@ def serve(folder: str, lifeline: int) -> None:
 def _run_worker(worker_main, conn: socket.socket, env: dict, cwd: str, fds: list[int]) -> None:
     """In the forked child: take the attach's streams, environment and folder, run Beam's worker,
     send its exit code back, and leave."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     conn.sendall(ACCEPTED)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
