@@ -46,6 +46,8 @@ DIR_VARIABLE = "RLVT_WARM_WORKERS"
 """Environment variable naming the fork server's folder (set by ``start``; the runner's worker
 commands inherit it)."""
 SOCKET = "server.sock"
+MAX_SOCKET_PATH = 104
+"""Bytes in a Unix socket's path, at most (108 on Linux, 104 on macOS, the terminating zero included)."""
 SERVED = "served"
 """A line per worker the server forked (its process id), in the server's folder."""
 BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
@@ -70,9 +72,17 @@ def wanted(argv: list[str]) -> bool:
     return not any(arg.split("=", 1)[0] in _NOT_DEFAULT for arg in argv)
 
 
-def start() -> str:
-    """Start the fork server; returns its folder (also set in ``os.environ[DIR_VARIABLE]``)."""
-    folder = tempfile.mkdtemp(prefix="rlvt-warm-")
+def start() -> str | None:
+    """Start the fork server; returns its folder (also set in ``os.environ[DIR_VARIABLE]``), or None
+    when it cannot be (no writable temporary folder, or one whose path is too long for a socket):
+    the import then runs on Beam's own worker processes, only slower to start."""
+    try:
+        folder = tempfile.mkdtemp(prefix="rlvt-warm-")
+    except OSError:
+        return None
+    if len(os.path.join(folder, SOCKET).encode()) >= MAX_SOCKET_PATH:
+        os.rmdir(folder)
+        return None
     read_end, write_end = os.pipe()
     # the write end stays open in this process only: when it exits, the server sees end of file
     os.set_inheritable(write_end, False)

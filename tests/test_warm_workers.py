@@ -111,3 +111,13 @@ def _processes_mentioning(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(pid))
     return found
+
+
+def test_without_a_usable_temporary_folder_there_is_no_server(tmp_path: Path, monkeypatch) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr("tempfile.tempdir", str(deep))  # a socket path there would be too long
+    assert warm_workers.start() is None
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "missing"))
+    assert warm_workers.start() is None
+    assert warm_workers.worker_command() is None and not list(deep.iterdir())
