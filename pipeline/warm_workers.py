@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shlex
 import signal
 import socket
@@ -53,9 +52,6 @@ SERVED = "served"
 BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
 ATTACH_COMMAND = "-m pipeline.warm_workers attach"
 ACCEPTED = b"accepted\n"
-WAIT_FOR_SERVER_SECONDS = 120.0
-"""How long ``attach`` waits for the server to finish its imports (it is normally ready before the
-runner asks)."""
 FALLBACK = "no warm worker server"
 
 # Flags after which the launcher does not run the default two-process local import: no server.
@@ -246,8 +242,11 @@ def attach() -> None:
         try:
             conn.connect(os.path.join(folder, SOCKET))
             socket.send_fds(conn, [request], [0, 1, 2])
-            if _read_line(conn, WAIT_FOR_SERVER_SECONDS) == ACCEPTED:
-                reply = _read_line(conn, None)
+            # no time limit: a server still importing on a loaded machine answers late, and one that
+            # died closes the connection (a late answer after giving up would start a second
+            # worker under the same id)
+            if _read_line(conn) == ACCEPTED:
+                reply = _read_line(conn)
                 os._exit(int(reply) if reply.strip().lstrip(b"-").isdigit() else 1)
         except OSError:
             pass
@@ -255,12 +254,9 @@ def attach() -> None:
     os.execv(sys.executable, [sys.executable, "-m", BEAM_WORKER_MAIN])
 
 
-def _read_line(conn: socket.socket, timeout: float | None) -> bytes:
+def _read_line(conn: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"\n"):
-        ready, _, _ = select.select([conn], [], [], timeout)
-        if not ready:
-            return b""
         chunk = conn.recv(64)
         if not chunk:
             return data
