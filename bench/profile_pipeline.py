@@ -34,7 +34,7 @@ STAGES = [
     ("data plane: encoded bytes between stages", r"data_plane\.py|ClosableOutputStream|_send_input_to_worker"),
     ("read", r"transforms/read\.py|transforms/sources\.py|count_newlines|ReadSourceFn"),
     ("parse", r"transforms/parse\.py|ParseRecordsFn"),
-    ("validate: wire frame (Python lists)", r"wire_frame"),
+    ("validate: wire frame (Python lists)", r"wire_frame|_field_columns|_type_codes|_typed_series|_split_nulls"),
     ("validate: pandera", r"failures_by_row|pandera/"),
     ("validate: other", r"transforms/validate\.py|ValidateEnvelopesFn"),
     ("normalize: labels", r"transforms/labels\.py"),
@@ -70,7 +70,7 @@ def process_name(frames: list[str]) -> str:
     cmd = heads[-1].split(":", 1)[1] if heads else "?"  # the innermost process of a parent chain
     if "sdk_worker_main" in cmd or "pipeline.warm_workers" in cmd:  # Beam's worker, or a warm one
         return "Beam SDK worker processes"
-    if "-m pipeline" in cmd:
+    if "-m pipeline" in cmd or cmd.strip('"') == "":  # the launcher's name is lost when it has exited
         return "main process (launcher + runner)"
     return cmd[:60]
 
