@@ -64,7 +64,9 @@ _servers: list[subprocess.Popen] = []
 
 def wanted(argv: list[str]) -> bool:
     """Whether an import with these arguments runs the default local way (no runner or running mode
-    named, files as input), where warm workers apply."""
+    named, files as input), where warm workers apply, on a system that can fork."""
+    if not hasattr(os, "fork") or not hasattr(socket, "AF_UNIX"):
+        return False
     return not any(arg.split("=", 1)[0] in _NOT_DEFAULT for arg in argv)
 
 

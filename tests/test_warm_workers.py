@@ -48,6 +48,11 @@ def test_warm_workers_only_for_the_default_local_run(argv: list[str], expected: 
     assert warm_workers.wanted(argv) is expected
 
 
+def test_no_warm_workers_where_processes_cannot_fork(monkeypatch) -> None:
+    monkeypatch.delattr(os, "fork")
+    assert warm_workers.wanted(["--input", "x.ndjson", "--dry_run"]) is False
+
+
 def test_an_import_runs_on_workers_forked_by_the_server(tmp_path: Path, capfd) -> None:
     folder = warm_workers.start()
     try:
