@@ -21,7 +21,7 @@ from pipeline import report as run_report
 from pipeline.graph import build_pipeline, build_subscription_pipeline
 from pipeline.options import CheckedOptions, check_options, normalize_argv
 from pipeline.target import prepare_target
-from pipeline.warm_workers import LOCAL_WORKERS, worker_command
+from pipeline.warm_workers import worker_command
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
 from transforms.records import ImportContext
@@ -32,6 +32,8 @@ from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_D
 
 log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+LOCAL_WORKERS = 2
+"""Worker processes of a local import (the machine this was tuned on has two cores)."""
 
 
 def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:

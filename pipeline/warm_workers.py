@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,8 +40,6 @@ import sys
 import tempfile
 import threading
 
-LOCAL_WORKERS = 2
-"""Worker processes of a local import (the machine this was tuned on has two cores)."""
 DIR_VARIABLE = "RLVT_WARM_WORKERS"
 """Environment variable naming the fork server's folder (set by ``start``; the runner's worker
 commands inherit it)."""
@@ -113,16 +112,8 @@ def stop(timeout: float = 10.0) -> None:
             server.kill()
             server.wait()
     folder = os.environ.pop(DIR_VARIABLE, None)
-    if folder and os.path.isdir(folder):
-        for name in os.listdir(folder):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the fork server
