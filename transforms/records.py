@@ -6,6 +6,7 @@ import base64
 import gc
 import marshal
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress
@@ -14,6 +15,11 @@ import numpy as np
 import orjson
 
 PROCESSOR = "rlvt-bigquery-importer/0.1.0"
+
+
+_gc_switch = threading.Lock()
+_gc_pausers = 0  # threads inside cyclic_gc_paused (a thread nesting it counts once per level)
+_gc_resume = False  # whether the collector was on when the first of them came in
 
 
 @contextmanager
@@ -25,14 +31,26 @@ def cyclic_gc_paused():
     label loop, measured. The records hold no reference cycles, so reference counting frees them
     (keep it so: an exception kept in a local holds its frame, and the frame the batch — a cycle
     that kept whole batches alive until the collector walked them), and the collector resumes
-    between batches."""
-    enabled = gc.isenabled()
-    gc.disable()
+    between batches.
+
+    The switch is process-wide and a worker runs bundles on several threads, so it is a counter under
+    a lock: the first thread in turns the collector off, the last one out turns it back on, and only
+    if it was on when the first came in. (Each thread saving and restoring ``gc.isenabled()`` itself
+    let the first to leave turn it on under the others, and left it off for good when a thread read
+    "off" just before another left.)"""
+    global _gc_pausers, _gc_resume
+    with _gc_switch:
+        if _gc_pausers == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _gc_switch:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_resume:
+                gc.enable()
 
 
 YOUNG_OBJECTS_BEFORE_COLLECTION = 2_000_000
