@@ -253,7 +253,7 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         raise ValueError(f"--pseudonymize takes {', '.join(PSEUDONYMIZABLE)}; not {', '.join(unknown)}")
     row_policy = RowPolicy(drop_bots=o.drop_bots, pseudonymize=pseudonymize, hash_key_env=o.hash_key_env,
                            hash_key_secret=o.hash_key_secret, redact_dead_letters=o.redact_dead_letters)
-    row_policy.key()  # fail now, with what to do, rather than in a worker
+    row_policy.check_key(opts)  # fail now, with what to do, rather than in every worker
     if o.split_bytes and o.split_bytes < o.max_line_bytes:
         raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
     stream = None

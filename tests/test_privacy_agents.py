@@ -69,6 +69,40 @@ def test_the_key_must_come_from_the_environment_and_be_long_enough(monkeypatch):
     assert load_key("TEST_HASH_KEY", None) == b"x" * 20
 
 
+def launch_check(*flags: str):
+    """The importer's launch checks (``check_options``) on these flags, as ``python -m pipeline`` runs them."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import check_options
+
+    now = 1_764_000_000_000_000  # 2025-11-24, microseconds
+    return check_options(PipelineOptions(["--input=gs://b/x/*.ndjson", "--dry_run=true", *flags]), now)
+
+
+@pytest.mark.parametrize("runner", ["DataflowRunner", "dataflow",
+                                    "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner",
+                                    "PortableRunner"])
+def test_a_key_from_the_environment_is_refused_when_workers_run_elsewhere(monkeypatch, runner):
+    # The launcher has the variable; Dataflow's workers do not, and every one of them would fail.
+    monkeypatch.setenv("RLVT_HASH_KEY", "a key of at least 16 bytes")
+    with pytest.raises(MissingKeyError, match="--hash_key_secret") as refused:
+        launch_check("--pseudonymize=clientId", f"--runner={runner}")
+    assert "RLVT_HASH_KEY" in str(refused.value) and "a key of at least" not in str(refused.value)
+
+
+@pytest.mark.parametrize("runner", [None, "DirectRunner", "direct", "FnApiRunner", "BundleBasedDirectRunner"])
+def test_a_key_from_the_environment_is_fine_for_local_workers(monkeypatch, runner):
+    # local workers are this machine's processes, started from the launcher: they have its environment
+    monkeypatch.setenv("RLVT_HASH_KEY", "a key of at least 16 bytes")
+    flags = ["--pseudonymize=clientId"] + ([f"--runner={runner}"] if runner else [])
+    assert launch_check(*flags).row_policy.pseudonymize == ("clientId",)
+
+
+def test_no_key_is_needed_on_dataflow_without_pseudonyms(monkeypatch):
+    monkeypatch.delenv("RLVT_HASH_KEY", raising=False)
+    assert launch_check("--runner=DataflowRunner").row_policy.pseudonymize == ()
+
+
 def test_redacted_dead_letters_keep_no_payload_or_value():
     ctx = ImportContext("run", 0)
     raw = b'{"clientId":"jane@example.com","key":"bad"}'

@@ -42,6 +42,33 @@ def load_key(env_var: str | None, secret: str | None) -> bytes:
     return key
 
 
+LOCAL_RUNNERS = ("directrunner", "fnapirunner", "bundlebaseddirectrunner")
+"""Beam runners (lower case, as Beam resolves ``--runner``) whose workers are this machine's processes,
+started from the launcher: the ones pipeline/launcher.py treats as local."""
+
+
+def is_local_runner(runner: str | None) -> bool:
+    """Whether ``--runner`` (None: the importer's local default) runs the workers here. Beam takes
+    ``DataflowRunner``, ``dataflow`` or a dotted class path alike; any runner not known to be local is not."""
+    if runner is None:
+        return True
+    name = runner.rsplit(".", 1)[-1].lower()
+    return name in LOCAL_RUNNERS or name + "runner" in LOCAL_RUNNERS
+
+
+def check_key_reaches_workers(env_var: str | None, secret: str | None, runner: str | None) -> None:
+    """At launch: refuse a key the workers cannot read. An environment variable exists in the launcher's
+    process and in local workers (its children); a Dataflow worker has its own environment, so every
+    one of them would fail on its first batch. The key is not shipped to them either: it would then be
+    part of the job's options, readable by anyone who can view the job."""
+    if secret or is_local_runner(runner):
+        return
+    raise MissingKeyError(f"--pseudonymize with --runner={runner}: a key in the environment variable {env_var} "
+                          f"(--hash_key_env) reaches this machine's processes only, not the workers; store the key "
+                          f"in Secret Manager and give --hash_key_secret projects/P/secrets/S/versions/V instead "
+                          f"(each worker reads it there)")
+
+
 @lru_cache(maxsize=65_536)
 def _pseudonym(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()

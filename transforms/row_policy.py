@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.privacy import load_key, pseudonymize
+from transforms.privacy import check_key_reaches_workers, load_key, pseudonymize
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,16 @@ class RowPolicy:
     def key(self) -> bytes | None:
         """Loaded where it is used (a worker's setup), so the key never travels in the job graph."""
         return load_key(self.hash_key_env, self.hash_key_secret) if self.pseudonymize else None
+
+    def check_key(self, options) -> None:
+        """At launch, with the run's ``PipelineOptions``: the key exists and the workers ``options``
+        starts can read it (not an environment variable of this machine for Dataflow's)."""
+        if not self.pseudonymize:
+            return
+        from apache_beam.options.pipeline_options import StandardOptions
+
+        check_key_reaches_workers(self.hash_key_env, self.hash_key_secret, options.view_as(StandardOptions).runner)
+        self.key()
 
 
 def apply_row_policy(table: pa.Table, policy: RowPolicy, key: bytes | None) -> tuple[pa.Table, Counter]:
