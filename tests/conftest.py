@@ -126,3 +126,87 @@ def run_in_gcloud_python(body: str, *args: str) -> subprocess.CompletedProcess:
     sdk, python = info.stdout.split()
     script = f"import json, sys\nsys.path[:0] = [{sdk + '/lib'!r}, {sdk + '/lib/third_party'!r}]\n" + body
     return subprocess.run([python, "-c", script, *args], capture_output=True, text=True, timeout=60)
+
+
+@dataclass
+class GcsEmulator:
+    """The local GCS stand-in (``gcp-storage-emulator``, in memory). Everything in the session reaches it
+    through ``STORAGE_EMULATOR_HOST``, as the importer and anyone else's tools do."""
+
+    host: str
+    pid: int
+    log_path: Path
+    project: str = "test-project"
+
+    def client(self):
+        from google.cloud import storage
+
+        return storage.Client(project=self.project)  # anonymous: STORAGE_EMULATOR_HOST is set
+
+    def create_bucket(self, name: str) -> str:
+        """Create the bucket unless it exists; returns ``gs://name``. New buckets keep deleted objects
+        (soft delete, 7 days, as real GCS does by default), which is what ``written`` counts."""
+        from google.api_core.exceptions import Conflict
+
+        try:
+            self.client().create_bucket(name)
+        except Conflict:
+            pass
+        return f"gs://{name}"
+
+    def list(self, url: str) -> list[str]:
+        """The ``gs://`` paths of the live objects whose names start with ``url``'s object part."""
+        bucket, _, prefix = url.removeprefix("gs://").partition("/")
+        return sorted(f"gs://{bucket}/{b.name}" for b in self.client().list_blobs(bucket, prefix=prefix))
+
+    def written(self, url: str) -> int:
+        """How many objects were ever created under ``url`` and not overwritten: the live ones plus the
+        deleted ones the bucket's soft delete keeps (each deleted generation once)."""
+        bucket, _, prefix = url.removeprefix("gs://").partition("/")
+        deleted = self.client().list_blobs(bucket, prefix=prefix, soft_deleted=True)
+        return len(self.list(url)) + sum(1 for _ in deleted)
+
+
+def _wait_until_answers(url: str, process: subprocess.Popen, seconds: float) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the GCS stand-in did not answer at {url} (exit code {process.poll()})")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory) -> GcsEmulator:
+    import sys
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("gcs-emulator") / "requests.log"
+    with open(log_path, "wb") as log:  # a file, not a pipe: the stand-in logs every request
+        process = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+                                    "--port", str(port), "--in-memory"], stdout=log, stderr=log)
+    host = f"http://127.0.0.1:{port}"
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    try:
+        _wait_until_answers(host + "/", process, 30)
+        os.environ["STORAGE_EMULATOR_HOST"] = host  # this process and every import it starts
+        yield GcsEmulator(host, process.pid, log_path)
+    finally:
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
