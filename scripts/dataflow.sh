@@ -2,7 +2,10 @@
 # The importer on Google Cloud Dataflow (docs/dataflow.md explains each step).
 #
 #   scripts/dataflow.sh submit FLAGS…        run an import on Dataflow from this machine:
-#        python -m pipeline --runner=DataflowRunner --setup_file ./setup.py FLAGS…
+#        python -m pipeline --runner=DataflowRunner --sdk_container_image $IMAGE FLAGS…
+#        (the template image, built by template-build: workers start with everything installed).
+#        Without IMAGE (nor --sdk_container_image), the fallback --setup_file ./setup.py: each worker
+#        then pip-installs the package and its pins at start-up, which needs PyPI from the workers.
 #        FLAGS must include --project, --region and --temp_location gs://…; inputs and file outputs
 #        must be gs:// (the workers cannot see this machine's files). Waits for the job, then prints
 #        the run report like a local import.
@@ -14,7 +17,7 @@
 #        --project --region --job_name --temp_location --staging_location --service_account_email
 #        --max_workers --num_workers --worker_machine_type --network --subnetwork --worker_region
 #        --worker_zone --launcher_machine_type --disable_public_ips --additional_experiments
-#        --sdk_container_image (default: $IMAGE, so the workers run the launcher's image).
+#        --sdk_container_image (default: $IMAGE, required: the workers run the launcher's image).
 #
 # Environment (flags win): PROJECT, REGION, IMAGE (e.g. europe-west1-docker.pkg.dev/P/dataflow/
 # rlvt-importer:2026-11-26), TEMPLATE_PATH (e.g. gs://my-bucket/templates/rlvt-import.json).
@@ -58,7 +61,7 @@ gcloud_default() {  # gcloud_default PROPERTY: a gcloud config value, or nothing
 }
 
 submit() {
-  local missing=() errors=() v
+  local missing=() errors=() v image flag
   has_flag runner "$@" && errors+=("--runner is set by this command (DataflowRunner); leave it out")
   has_flag project "$@" || missing+=("--project PROJECT   the Google Cloud project that runs the job")
   has_flag region "$@" || missing+=("--region REGION     the Dataflow region, e.g. europe-west1")
@@ -79,13 +82,32 @@ submit() {
       *127.0.0.1*|*localhost*) errors+=("--bigquery_endpoint=$v is this machine: Dataflow workers cannot reach it") ;;
     esac
   done < <(flag_values bigquery_endpoint "$@")
+  # The workers' code: the template image when there is one (nothing to install at start-up), else the
+  # package staged with --setup_file, which every worker pip-installs (from PyPI) when it starts.
+  local code=()
+  if has_flag sdk_container_image "$@"; then
+    image=$(flag_values sdk_container_image "$@" | tail -n 1)
+  elif [ -n "${IMAGE:-}" ]; then
+    image=$IMAGE; code=(--sdk_container_image "$IMAGE")
+  else
+    image=""; code=(--setup_file ./setup.py)
+  fi
+  if [ -n "$image" ]; then
+    for flag in setup_file requirements_file extra_package extra_packages; do
+      has_flag "$flag" "$@" \
+        && errors+=("--$flag with the image $image: it has the package and its pins installed; workers install nothing")
+    done
+  fi
   if [ ${#missing[@]} -gt 0 ] || [ ${#errors[@]} -gt 0 ]; then
     for m in "${missing[@]}"; do echo "error: missing $m" >&2; done
     for e in "${errors[@]}"; do echo "error: $e" >&2; done
     echo "usage: scripts/dataflow.sh submit --project P --region R --temp_location gs://… --input 'gs://…' FLAGS…" >&2
     exit 2
   fi
-  run "$(python_bin)" -m pipeline --runner=DataflowRunner --setup_file ./setup.py "$@"
+  [ -z "$image" ] && echo "note: no IMAGE (nor --sdk_container_image): each worker will pip-install the package" \
+    "and its pins from PyPI at start-up (minutes per worker, and workers without PyPI access fail);" \
+    "build the template image (template-build) and set IMAGE to avoid it" >&2
+  run "$(python_bin)" -m pipeline --runner=DataflowRunner "${code[@]}" "$@"
 }
 
 template_build() {
@@ -171,7 +193,9 @@ template_run() {
   [ -n "$template" ] || die "template-run needs the template spec: TEMPLATE_PATH=gs://…json (as given to template-build)"
   [ -n "$project" ] || die "template-run needs --project (or PROJECT=…)"
   [ -n "$region" ] || die "template-run needs --region (or REGION=…)"
-  [ -n "$image" ] && params+=("--parameters=sdk_container_image=$image")
+  # The workers run the template's own image (template_main.py refuses a job without it).
+  [ -n "$image" ] || die "template-run needs the template's image for the workers: IMAGE=… (as given to template-build) or --sdk_container_image"
+  params+=("--parameters=sdk_container_image=$image")
   job=${job:-rlvt-import-$(date -u +%Y%m%d-%H%M%S)}
   run gcloud dataflow flex-template run "$job" --template-file-gcs-location "$template" \
     --project "$project" --region "$region" "${gcloud_args[@]}" "${params[@]}"

@@ -14,6 +14,7 @@ DAG_FILE = ROOT / "deploy" / "airflow" / "rlvt_nightly_import.py"
 OPERATOR = "DataflowStartFlexTemplateOperator"
 # What Airflow's Jinja gives the templated fields on the run for 2026-11-25.
 RUN_CONTEXT = {"ds": "2026-11-25", "ds_nodash": "20261125"}
+BEAM_OPTIONS = {"sdk_container_image"}  # Beam's pipeline options Dataflow passes on, not in metadata.json
 PURE = (ast.Constant, ast.JoinedStr, ast.FormattedValue, ast.Name, ast.Load, ast.Dict, ast.List, ast.Tuple,
         ast.BinOp, ast.Add, ast.Mult)
 
@@ -76,7 +77,8 @@ def test_the_dag_uses_the_flex_template_operator_from_the_google_provider():
 def test_every_parameter_is_declared_and_every_required_one_is_passed():
     _, launch_parameter = launch()
     passed, declared = launch_parameter["parameters"], metadata_params()
-    assert not passed.keys() - declared.keys(), f"unknown to the template: {sorted(passed.keys() - declared.keys())}"
+    unknown = passed.keys() - declared.keys() - BEAM_OPTIONS
+    assert not unknown, f"unknown to the template: {sorted(unknown)}"
     required = {name for name, p in declared.items() if not p.get("isOptional", False)}
     assert required <= passed.keys(), f"required parameters not passed: {sorted(required - passed.keys())}"
     assert all(isinstance(v, str) for v in passed.values()), "Dataflow template parameters are strings"
@@ -87,7 +89,7 @@ def test_rendered_values_have_the_declared_shapes():
     declared = metadata_params()
     for name, value in launch_parameter["parameters"].items():
         rendered = render(value)
-        for regex in declared[name].get("regexes", []):
+        for regex in declared.get(name, {}).get("regexes", []):
             assert re.fullmatch(regex, rendered), f"{name}={rendered!r} does not match {regex}"
 
 
@@ -108,11 +110,22 @@ def test_the_parameters_are_a_combination_the_importer_accepts():
     assert "dry_run" not in launch_parameter["parameters"]
 
 
-def test_the_environment_uses_the_template_image_and_a_cloud_temp_location():
+def test_the_workers_run_the_template_image_as_template_main_requires():
+    # what the Flex Template launcher gives template_main.py: its own flags, then the parameters
+    from template_main import job_flags
+    from tests.test_worker_image import LAUNCHER_FLAGS
+
+    _, launch_parameter = launch()
+    image = constants(module())["IMAGE"]
+    assert launch_parameter["parameters"]["sdk_container_image"] == image, "the workers run the template's image"
+    params = [f"--{name}={render(value)}" for name, value in launch_parameter["parameters"].items()]
+    assert f"--sdk_container_image={image}" in job_flags(LAUNCHER_FLAGS + params)
+
+
+def test_the_environment_has_a_cloud_temp_location_and_only_known_fields():
     _, launch_parameter = launch()
     environment = launch_parameter["environment"]
     assert environment["tempLocation"].startswith("gs://")
-    assert environment["sdkContainerImage"], "workers run the launcher's image: one Beam version"
     result = run_in_gcloud_python(
         "from googlecloudsdk.generated_clients.apis.dataflow.v1b3 import dataflow_v1b3_messages as m\n"
         "print(json.dumps([f.name for f in m.FlexTemplateRuntimeEnvironment.all_fields()]))\n")

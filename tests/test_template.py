@@ -218,8 +218,8 @@ def test_dockerfile_copies_what_the_package_and_the_launcher_need():
     env = dict(re.findall(r'(\w+)="?([^"\s]+)"?', " ".join(a for op, a in instructions if op == "ENV")))
     workdir = next(a for op, a in instructions if op == "ARG" and a.startswith("WORKDIR=")).split("=", 1)[1]
     assert env["FLEX_TEMPLATE_PYTHON_PY_FILE"] == "${WORKDIR}/template_main.py" and workdir == "/template"
-    assert env["FLEX_TEMPLATE_PYTHON_SETUP_FILE"] == "${WORKDIR}/setup.py"
-    assert "FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE" not in env
+    # nothing for the workers to pip-install at start-up (tests/test_worker_image.py has the details)
+    assert not {"FLEX_TEMPLATE_PYTHON_SETUP_FILE", "FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE"} & env.keys()
     runs = " ".join(a for op, a in instructions if op == "RUN")
     assert "python -m rlvt_own_packages" in runs, "the image build checks the package names"
     assert ("ENTRYPOINT", '["/opt/apache/beam/boot"]') in instructions, "usable as the workers' SDK container"
@@ -273,16 +273,40 @@ def test_submit_rejects_a_local_temp_location_and_a_local_emulator():
     assert "Dataflow workers cannot reach it" in result.stderr
 
 
-def test_submit_runs_the_pipeline_on_dataflow_with_the_setup_file():
-    flags = ["--project", "my-project", "--region", "europe-west1", "--temp_location", "gs://b/tmp",
-             "--input", "gs://b/rlvt/2026-11-*/*.ndjson.gz", "--output_table", "my-project:analytics.events",
-             "--buckets", "2000"]
-    result = dataflow_sh("submit", *flags)
+SUBMIT_FLAGS = ["--project", "my-project", "--region", "europe-west1", "--temp_location", "gs://b/tmp",
+                "--input", "gs://b/rlvt/2026-11-*/*.ndjson.gz", "--output_table", "my-project:analytics.events",
+                "--buckets", "2000"]
+SUBMITTED = r"--input gs://b/rlvt/2026-11-\*/\*.ndjson.gz --output_table my-project:analytics.events --buckets 2000"
+IMAGE = "europe-west1-docker.pkg.dev/my-project/dataflow/rlvt-importer:1"
+
+
+def test_submit_runs_the_workers_on_the_template_image():
+    result = dataflow_sh("submit", *SUBMIT_FLAGS, IMAGE=IMAGE)
+    assert result.returncode == 0, result.stderr
+    command = result.stdout.strip()
+    assert command.startswith(f"{ROOT}/.venv/bin/python -m pipeline --runner=DataflowRunner "
+                              f"--sdk_container_image {IMAGE} ")
+    assert command.endswith(SUBMITTED)
+    assert "--setup_file" not in command and result.stderr == ""
+
+
+def test_submit_without_an_image_stages_the_setup_file_and_says_workers_need_pypi():
+    result = dataflow_sh("submit", *SUBMIT_FLAGS)
     assert result.returncode == 0, result.stderr
     command = result.stdout.strip()
     assert command.startswith(f"{ROOT}/.venv/bin/python -m pipeline --runner=DataflowRunner --setup_file ./setup.py ")
-    assert command.endswith(r"--input gs://b/rlvt/2026-11-\*/\*.ndjson.gz --output_table "
-                            "my-project:analytics.events --buckets 2000")
+    assert command.endswith(SUBMITTED)
+    assert "pip-install the package and its pins from PyPI at start-up" in result.stderr
+
+
+def test_submit_with_an_image_refuses_packages_for_the_workers_to_install():
+    given = dataflow_sh("submit", *SUBMIT_FLAGS, f"--sdk_container_image={IMAGE}")
+    assert given.returncode == 0 and "--sdk_container_image" in given.stdout and "--setup_file" not in given.stdout
+    result = dataflow_sh("submit", *SUBMIT_FLAGS, "--setup_file", "./setup.py", "--requirements_file=r.txt",
+                         IMAGE=IMAGE)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"--setup_file with the image {IMAGE}" in result.stderr
+    assert f"--requirements_file with the image {IMAGE}" in result.stderr
 
 
 def test_template_run_passes_importer_flags_as_parameters_and_the_rest_to_gcloud():
@@ -307,6 +331,7 @@ def test_template_run_passes_importer_flags_as_parameters_and_the_rest_to_gcloud
     (["--input=gs://b/x", "--bogus=1"], {}, "--bogus is neither a template parameter"),
     (["--input=gs://b/x", "--input=gs://b/y"], {}, "exactly one --input"),
     (["--input=gs://b/x"], {"TEMPLATE_PATH": ""}, "needs the template spec"),
+    (["--input=gs://b/x"], {"IMAGE": ""}, "template-run needs the template's image for the workers"),
 ])
 def test_template_run_refuses_what_the_template_cannot_take(args, env, message):
     result = dataflow_sh("template-run", "--project=p-123", "--region=europe-west1", *args,

@@ -38,12 +38,14 @@ PARAMETERS = {
     "bigquery_location": "EU",
     # thousands of dedupe buckets on Dataflow, so each bucket fits a worker's memory
     "buckets": "2000",
+    # Beam's own option, passed to the template's entry point like the parameters above (as in Google's
+    # pipeline_with_dependencies sample): the workers run the template's image, where everything is
+    # installed, and install nothing at start-up (template_main.py refuses a job without it).
+    "sdk_container_image": IMAGE,
 }
-# The job's runtime environment. sdkContainerImage: the workers run the launcher's image (one Beam
-# version, dependencies preinstalled) instead of installing the package at every worker start.
+# The job's runtime environment (the workers' image is the parameter sdk_container_image above).
 ENVIRONMENT = {
     "tempLocation": TEMP_LOCATION,
-    "sdkContainerImage": IMAGE,
     "serviceAccountEmail": SERVICE_ACCOUNT,
     "maxWorkers": 20,
     "machineType": "n2-standard-4",
