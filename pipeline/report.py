@@ -1,7 +1,9 @@
 """The run report: per input file and in total, where every record went, and whether it adds up.
 
 Invariant, per file: read = loaded + duplicate_exact + duplicate_conflicting + dead_lettered.
-(``already_present`` joins the right-hand side when a sink reports rows it found in the target.)
+(``already_present`` joins the right-hand side when a sink reports rows it found in the target;
+``already_present_other_time`` counts those of them stored under another event time: each is a
+cross-import conflict, recorded in the conflicts table.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicti
 
 
 def _file_entry() -> dict:
-    return {"read": 0, **{k: 0 for k in OUTCOMES}, "accounted": 0, "blank_lines": 0,
+    return {"read": 0, **{k: 0 for k in OUTCOMES}, "accounted": 0, "blank_lines": 0, "already_present_other_time": 0,
             "dead_letter_reasons": {}, "label_issues": {}, "file_errors": []}
 
 
@@ -45,7 +47,7 @@ def assemble(counts: list[tuple[str, str, int]], files: list[str]) -> dict:
             problems.append(f"{uri}: read {entry['read']} but accounted for {accounted}")
         for message in entry["file_errors"]:
             problems.append(f"{uri}: could not be read to its end: {message}")
-        for key in ("read", "blank_lines", *OUTCOMES, "accounted"):
+        for key in ("read", "blank_lines", *OUTCOMES, "accounted", "already_present_other_time"):
             total[key] += entry[key]
         for key in ("dead_letter_reasons", "label_issues"):
             for code, n in entry[key].items():
@@ -70,6 +72,9 @@ def summary(report: dict) -> str:
     ]
     if t["already_present"]:
         lines.append(f"  already present:       {t['already_present']:,}")
+    if t["already_present_other_time"]:
+        lines.append(f"    of which stored under another event time: {t['already_present_other_time']:,} "
+                     f"(kept as stored; both versions in the conflicts table)")
     if t["filtered_bot"]:
         lines.append(f"  bots dropped:          {t['filtered_bot']:,}")
     lines += [

@@ -1,19 +1,35 @@
-"""Before any work: reach BigQuery and make sure the tables can take the rows."""
+"""Before any work: reach BigQuery, make sure the tables can take the rows, and claim the run id."""
 
 from __future__ import annotations
 
+import logging
+
 from transforms.bq_client import BigQueryTarget, TableRef, TargetError
+
+log = logging.getLogger(__name__)
+
+
+def _api_errors() -> tuple:
+    from google.api_core.exceptions import GoogleAPIError
+    from google.api_core.exceptions import RetryError as ApiRetryError
+    from requests.exceptions import RequestException
+
+    return GoogleAPIError, ApiRetryError, RequestException
 
 
 def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> dict[str, str]:
     """Create absent tables from the schema source, check (and extend) existing ones; returns what was
     done per table. Unreachable BigQuery or an incompatible table raises ``TargetError``."""
-    from google.api_core.exceptions import GoogleAPIError
-    from google.api_core.exceptions import RetryError as ApiRetryError
-    from requests.exceptions import RequestException
-
-    from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA, LANDING_SCHEMA
+    from schemas.bigquery import (
+        CONFLICT_TABLE_SCHEMA,
+        DEAD_LETTER_TABLE_SCHEMA,
+        EVENTS_SCHEMA,
+        IDS_SCHEMA,
+        LANDING_SCHEMA,
+        RUNS_SCHEMA,
+    )
     from transforms import bq_tables
+    from transforms.bq_merge import ids_table, runs_table
     from transforms.landing import LANDING_EXPIRY
 
     bq = target.connect()
@@ -24,6 +40,15 @@ def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> d
         done[str(target.events)] = bq_tables.ensure_table(
             bq, target.events, EVENTS_SCHEMA, "Collector events, one row per eventId (rlvt-bigquery-importer).",
             partitioned=True)
+        ids = ids_table(target.events)
+        done[str(ids)] = bq_tables.ensure_table(
+            bq, ids, IDS_SCHEMA, f"Every eventId of {target.events} and the event time it is stored under "
+            f"(rlvt-bigquery-importer; written with the events, in one transaction).", cluster=("eventId",))
+        if done[str(ids)] == "created" and done[str(target.events)] != "created":
+            n = _backfill_ids(bq, target.events, ids)
+            done[str(ids)] = f"created, {n} id(s) copied from {target.events}"
+        done[str(runs_table(target.events))] = bq_tables.ensure_table(
+            bq, runs_table(target.events), RUNS_SCHEMA, f"Import runs writing {target.events}, and their state.")
         done[str(target.dead_letters)] = bq_tables.ensure_table(
             bq, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.")
         done[str(target.conflicts)] = bq_tables.ensure_table(
@@ -33,10 +58,69 @@ def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> d
             done[str(landing)] = bq_tables.ensure_table(
                 bq, landing, LANDING_SCHEMA, "Rows of a Pub/Sub import as they arrived, before the MERGE.",
                 partitioned=True, partition_field="landed_at", partition_expiry=LANDING_EXPIRY)
-    except (GoogleAPIError, ApiRetryError, RequestException) as err:
+    except _api_errors() as err:
         raise TargetError(f"cannot prepare the tables in {target.where}: {type(err).__name__}: {err}") from err
     finally:
         bq.close()
     return done
 
 
+def _backfill_ids(bq, events: TableRef, ids: TableRef) -> int:
+    """An events table written before the ids table existed: its ids are copied once (one read of
+    three columns of the whole table), so that they are found like every later one."""
+    from transforms import bq_tables
+
+    log.info("copying the eventIds of %s into %s (once)", events, ids)
+    bq_tables.query(bq, f"INSERT INTO {ids.sql} (eventId, timestamp, import_run_id) "
+                        f"SELECT eventId, MIN(timestamp), ANY_VALUE(import_run_id) FROM {events.sql} GROUP BY eventId")
+    return int(bq_tables.query(bq, f"SELECT COUNT(*) AS n FROM {ids.sql}")[0]["n"])
+
+
+def claim_run(target: BigQueryTarget, run_id: str, launch: str) -> None:
+    """Record that this launch writes ``run_id``; refuse when another launch of the same run id is live
+    (claimed within ``LIVE_CLAIM_HOURS`` and not finished). Two launches claiming at the same instant
+    both get through here; the write transaction checks again under its lock, and refuses there."""
+    from transforms import bq_tables
+    from transforms.bq_merge import LIVE_CLAIM_HOURS, runs_table
+
+    runs = runs_table(target.events)
+    bq = target.connect()
+    try:
+        live = bq_tables.query(
+            bq, f"SELECT launch, status, claimed_at FROM {runs.sql} WHERE run_id = @run AND launch != @launch "
+                f"AND status = 'running' "
+                f"AND claimed_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {LIVE_CLAIM_HOURS} HOUR)",
+            {"run": run_id, "launch": launch})
+        if live:
+            other = live[0]
+            raise ValueError(
+                f"--run_id {run_id} is in use by another import (launch {other['launch']}, {other['status']} since "
+                f"{other['claimed_at']:%Y-%m-%d %H:%M:%S} UTC): two live imports cannot share a run id. Wait for it "
+                f"to end, or choose another --run_id (a claim that never finished lapses after {LIVE_CLAIM_HOURS} h)")
+        bq_tables.query(bq, f"INSERT INTO {runs.sql} (run_id, launch, status, claimed_at, updated_at) "
+                            f"VALUES (@run, @launch, 'running', CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP())",
+                        {"run": run_id, "launch": launch})
+    except _api_errors() as err:
+        raise TargetError(f"cannot record the run in {runs} ({target.where}): {type(err).__name__}: {err}") from err
+    finally:
+        bq.close()
+
+
+def release_run(target: BigQueryTarget, run_id: str, launch: str, status: str = "failed") -> None:
+    """A launch that ended without committing marks its claim ``failed`` (best effort: a claim left
+    ``running`` lapses by itself), so the same run id can be imported again at once; a Pub/Sub import
+    that stopped cleanly marks it ``finished``."""
+    from transforms import bq_tables
+    from transforms.bq_merge import runs_table
+
+    runs = runs_table(target.events)
+    try:
+        bq = target.connect()
+        try:
+            bq_tables.query(bq, f"UPDATE {runs.sql} SET status = @status, updated_at = CURRENT_TIMESTAMP() "
+                                f"WHERE run_id = @run AND launch = @launch AND status = 'running'",
+                            {"run": run_id, "launch": launch, "status": status})
+        finally:
+            bq.close()
+    except _api_errors() as err:
+        log.warning("could not mark run %s as %s in %s (the claim lapses on its own): %s", run_id, status, runs, err)

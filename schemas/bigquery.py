@@ -5,7 +5,15 @@ Kept as plain dicts (``SchemaField.from_api_repr`` takes them) so this package n
 
 from __future__ import annotations
 
-from schemas.envelope import CONFLICT_COLUMNS, DEAD_LETTER_COLUMNS, LANDING_COLUMNS, OUTPUT_COLUMNS, OutputColumn
+from schemas.envelope import (
+    CONFLICT_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    IDS_COLUMNS,
+    LANDING_COLUMNS,
+    OUTPUT_COLUMNS,
+    RUNS_COLUMNS,
+    OutputColumn,
+)
 
 PARTITION_COLUMN = "timestamp"
 CLUSTER_COLUMNS = ("key", "name", "clientId")
@@ -41,3 +49,5 @@ EVENTS_SCHEMA = table_schema(OUTPUT_COLUMNS)
 DEAD_LETTER_TABLE_SCHEMA = table_schema(DEAD_LETTER_COLUMNS)
 CONFLICT_TABLE_SCHEMA = table_schema(CONFLICT_COLUMNS)
 LANDING_SCHEMA = table_schema(LANDING_COLUMNS)
+IDS_SCHEMA = table_schema(IDS_COLUMNS)
+RUNS_SCHEMA = table_schema(RUNS_COLUMNS)

@@ -291,6 +291,23 @@ CONFLICT_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("detected_at", "timestamp", "When the import run started (UTC).", required=True),
 )
 
+# The companion tables of an events table (transforms.bq_merge): which eventIds are stored, under which event
+# time (so an id is found whatever time it comes back with), and the runs that write the table.
+IDS_COLUMNS: tuple[OutputColumn, ...] = (
+    OutputColumn("eventId", "string", "An eventId stored in the events table (clustered on it).", required=True),
+    OutputColumn("timestamp", "timestamp", "The event time it is stored under in the events table.", required=True),
+    OutputColumn("import_run_id", "string", "The import run that stored it.", required=True),
+)
+RUNS_COLUMNS: tuple[OutputColumn, ...] = (
+    OutputColumn("run_id", "string", "Id of the import run (--run_id, or generated).", required=True),
+    OutputColumn("launch", "string", "Random id of one launch of the run: a re-run of a run id is a new launch.",
+                 required=True),
+    OutputColumn("status", "string", "`running` (claimed), `merged` (its write transaction committed), "
+                 "`finished` (a Pub/Sub import that stopped) or `failed` (the launcher saw it fail).", required=True),
+    OutputColumn("claimed_at", "timestamp", "When the launch claimed the run id (UTC).", required=True),
+    OutputColumn("updated_at", "timestamp", "When the status last changed (UTC)."),
+)
+
 # Reason codes that are not field rules (field rules are `<field>:<rule>`, see schemas.validation).
 READ_REASONS = {
     "read:invalid_utf8": "The line is not valid UTF-8.",

@@ -98,8 +98,9 @@ def is_upload_data(r: Request) -> bool:
 
 
 def is_merge(r: Request) -> bool:
-    """The jobs.insert of the MERGE into the target."""
-    return r.method == "POST" and r.path.split("?")[0].endswith("/jobs") and "MERGE " in r.text
+    """The jobs.insert of the write into the target (the write transaction's script, or a MERGE)."""
+    return r.method == "POST" and r.path.split("?")[0].endswith("/jobs") and (
+        "BEGIN TRANSACTION" in r.text or "MERGE " in r.text)
 
 
 def is_merge_poll(r: Request) -> bool:

@@ -19,6 +19,7 @@ _FULL = re.compile(rf"^(?P<project>{_PROJECT})[.:](?P<dataset>{_DATASET})\.(?P<t
 
 CALL_DEADLINE_SECONDS = 60.0
 JOB_TIMEOUT_SECONDS = 900.0
+"""Read-only queries only (reports, checks): jobs that write wait without a limit (``bq_jobs.wait``)."""
 
 
 class TargetError(RuntimeError):
@@ -71,7 +72,8 @@ class BigQueryTarget:
     retry_seconds: float = CALL_DEADLINE_SECONDS
 
     def connect(self) -> BigQuerySession:
-        return BigQuerySession(make_client(self.events.project, self.endpoint, self.location), self.retry_seconds)
+        return BigQuerySession(make_client(self.events.project, self.endpoint, self.location), self.retry_seconds,
+                               emulated=self.endpoint is not None)
 
     @property
     def where(self) -> str:
@@ -98,6 +100,7 @@ class BigQuerySession:
 
     client: object
     retry_seconds: float = CALL_DEADLINE_SECONDS
+    emulated: bool = False  # an --bigquery_endpoint (the local emulator): it cannot read gs:// URIs of a GCS stand-in
 
     def retry(self):
         from google.cloud import bigquery

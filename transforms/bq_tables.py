@@ -1,8 +1,7 @@
-"""BigQuery operations of the write stage: tables from the schema source, staged loads, the MERGE.
+"""BigQuery operations of the write stage: tables from the schema source, staged loads, queries, scripts.
 
-Idempotence comes from the MERGE: staged rows are inserted only when their ``eventId`` is not in
-the target yet (within the batch's event-time range, so BigQuery reads only those partitions).
-Load jobs and the MERGE are atomic, so a failure leaves the target as it was.
+What is written and when is ``transforms.bq_merge`` (the write transaction) and ``transforms.bq_jobs``
+(one job per launch and step, whoever runs the step).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -81,8 +81,9 @@ def schema_differences(existing: list, wanted: list, path: str = "") -> tuple[li
 
 def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], description: str,
                  partitioned: bool = False, partition_field: str = PARTITION_COLUMN,
-                 partition_expiry: timedelta | None = None) -> str:
-    """Create the table from the schema source, or check (and extend) an existing one.
+                 partition_expiry: timedelta | None = None, cluster: tuple[str, ...] | None = None) -> str:
+    """Create the table from the schema source, or check (and extend) an existing one. ``cluster``:
+    clustering columns (default: the events table's when partitioned on its event time).
 
     Returns what was done: ``created``, ``extended: …`` or ``exists``. An incompatible table raises
     ``TargetError`` naming each difference, before anything is written.
@@ -100,8 +101,10 @@ def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], de
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field=partition_field,
                 expiration_ms=int(partition_expiry.total_seconds() * 1000) if partition_expiry else None)
-            if partition_field == PARTITION_COLUMN:
-                table.clustering_fields = list(CLUSTER_COLUMNS)
+            if partition_field == PARTITION_COLUMN and cluster is None:
+                cluster = CLUSTER_COLUMNS
+        if cluster:
+            table.clustering_fields = list(cluster)
         bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
         return "created"
     add, problems = schema_differences(list(table.schema), wanted)
@@ -115,14 +118,33 @@ def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], de
     return "exists"
 
 
+MAX_SOURCE_URIS = 10_000
+"""A load job takes at most this many source URIs (https://cloud.google.com/bigquery/quotas#load_jobs);
+beyond it the job names the parts by one wildcard URI."""
+
+
+def source_uris(paths: list[str]) -> list[str]:
+    """The URIs a load job names for ``paths``: the paths themselves, or, past ``MAX_SOURCE_URIS``, one
+    wildcard of their common folder and extension (the folder holds only this step's parts)."""
+    if len(paths) <= MAX_SOURCE_URIS:
+        return list(paths)
+    folders = {p.rsplit("/", 1)[0] for p in paths}
+    extensions = {os.path.splitext(p)[1] for p in paths}
+    if len(folders) != 1 or len(extensions) != 1:
+        raise TargetError(f"{len(paths)} staged parts in several folders: a load job takes at most "
+                          f"{MAX_SOURCE_URIS} URIs, and one wildcard needs one folder")
+    return [f"{folders.pop()}/*{extensions.pop()}"]
+
+
 def _local_copy(paths: list[str], suffix: str) -> str:
-    """Concatenate local part files into one file (one upload = one load job)."""
+    """Concatenate part files (local or gs://) into one local file (one upload = one load job)."""
     fd, combined = tempfile.mkstemp(suffix=suffix)
     with os.fdopen(fd, "wb") as out:
         if suffix == ".parquet":
             writer = None
             for path in paths:
-                part = pq.ParquetFile(path)
+                with FileSystems.open(path, compression_type="uncompressed") as f:
+                    part = pq.ParquetFile(pa.BufferReader(f.read()) if "://" in path else path)
                 if writer is None:
                     writer = pq.ParquetWriter(out, part.schema_arrow, compression="zstd")
                 for i in range(part.num_row_groups):
@@ -131,99 +153,95 @@ def _local_copy(paths: list[str], suffix: str) -> str:
                 writer.close()
         else:
             for path in paths:
-                with FileSystems.open(path) as f:
+                with FileSystems.open(path, compression_type="uncompressed") as f:
                     shutil.copyfileobj(f, out)
     return combined
 
 
+def create_expiring(bq: BigQuerySession, ref: TableRef, schema_json: list[dict]) -> None:
+    """A staging table that goes away by itself within ``STAGING_EXPIRY``, whatever fails later."""
+    bigquery = _bigquery()
+    table = bigquery.Table(ref.api_id, schema=schema_fields(schema_json))
+    table.expires = datetime.now(UTC) + STAGING_EXPIRY
+    try:
+        bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
+    except Exception:
+        # two executions of one step creating it at once: BigQuery answers the second 409 (exists_ok),
+        # the local emulator may refuse it ("Failed to commit DuckLake transaction"); either way it exists
+        bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
+
+
 def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json: list[dict], source_format: str,
-               *, replace: bool, expires: bool = False) -> int:
-    """One load job of all ``paths`` (local or gs://) into ``ref``; returns the rows loaded."""
+               *, step: tuple[str, str, str]) -> int:
+    """One load job of all ``paths`` (local or gs://) into the staging table ``ref`` (replacing its
+    rows); returns the rows loaded. ``step`` = (run id, launch, step name) names the job
+    (``bq_jobs.run_step``), so a retried step attaches to the load already submitted.
+
+    Local files, and gs:// files when BigQuery is the local emulator (which reads gs:// URIs from its
+    own data folder, not from a GCS stand-in), are uploaded; real BigQuery reads gs:// itself."""
+    from transforms import bq_jobs
+
     bigquery = _bigquery()
     config = bigquery.LoadJobConfig(
         schema=schema_fields(schema_json),
         source_format=source_format,
-        write_disposition="WRITE_TRUNCATE" if replace else "WRITE_APPEND",
+        write_disposition="WRITE_TRUNCATE",
         create_disposition="CREATE_IF_NEEDED",
     )
     if source_format == bigquery.SourceFormat.PARQUET:
         config.parquet_options = bigquery.ParquetOptions()
         config.parquet_options.enable_list_inference = True
-    if expires:
-        # the table exists, with its expiry, before anything is loaded: whatever fails later, it goes away
-        table = bigquery.Table(ref.api_id, schema=schema_fields(schema_json))
-        table.expires = datetime.now(UTC) + STAGING_EXPIRY
-        bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
-    if all(p.startswith("gs://") for p in paths):
-        job = bq.client.load_table_from_uri(paths, ref.api_id, job_config=config, retry=bq.retry())
-    elif any(p.startswith("gs://") for p in paths):
+    remote = [p.startswith("gs://") for p in paths]
+    if any(remote) and not all(remote):
         raise TargetError("staged files are partly on gs:// and partly local; use one --temp_location")
+
+    upload = not (all(remote) and not bq.emulated)
+    if not upload:
+        def submit(name: str):
+            return bq.client.load_table_from_uri(source_uris(paths), ref.api_id, job_config=config, job_id=name,
+                                                 retry=bq.retry(), timeout=bq.timeout)
     else:
-        combined = _local_copy(paths, ".parquet" if source_format == bigquery.SourceFormat.PARQUET else ".ndjson")
-        try:
-            with open(combined, "rb") as f:
-                job = bq.client.load_table_from_file(f, ref.api_id, job_config=config, num_retries=2,
-                                                     timeout=JOB_TIMEOUT_SECONDS)
-        finally:
-            os.unlink(combined)
-    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry())
+        def submit(name: str):
+            combined = _local_copy(paths, ".parquet" if source_format == bigquery.SourceFormat.PARQUET else ".ndjson")
+            try:
+                with open(combined, "rb") as f:
+                    return bq.client.load_table_from_file(f, ref.api_id, job_config=config, job_id=name,
+                                                          num_retries=2, timeout=JOB_TIMEOUT_SECONDS)
+            finally:
+                os.unlink(combined)
+    job = bq_jobs.run_step(bq, *step, submit, look_first=upload)
     return int(job.output_rows or 0)
+
+
+def run_script(bq: BigQuerySession, sql: str, params: dict, *, step: tuple[str, str, str]) -> list[dict]:
+    """Run a script (``bq_jobs.run_step``: one job per launch and step) and return its last result."""
+    from transforms import bq_jobs
+
+    config = _query_config(params)
+
+    def submit(name: str):
+        return bq.client.query(sql, job_config=config, job_id=name, retry=bq.retry(), job_retry=None,
+                               timeout=bq.timeout)
+
+    job = bq_jobs.run_step(bq, *step, submit)
+    return [dict(row.items()) for row in job.result(retry=bq.retry(), job_retry=None)]
+
+
+def _query_config(params: dict | None):
+    bigquery = _bigquery()
+    kinds = {int: "INT64", str: "STRING", datetime: "TIMESTAMP", float: "FLOAT64", bool: "BOOL"}
+    return bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
+    ])
 
 
 def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dict]:
     """Run SQL with named parameters (values never go into the SQL text)."""
-    bigquery = _bigquery()
-    kinds = {int: "INT64", str: "STRING", datetime: "TIMESTAMP", float: "FLOAT64", bool: "BOOL"}
-    config = bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
-    ])
-    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None, timeout=bq.timeout)
+    job = bq.client.query(sql, job_config=_query_config(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout)
     # job_retry=None: any other value wraps jobs.insert in a private 10-minute retry (client 3.47);
     # timeout: without one, a jobs.insert that gets no answer waits forever, whatever the retry deadline
     rows = job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
     return [dict(row.items()) for row in rows]
-
-
-def time_range(bq: BigQuerySession, staging: TableRef) -> tuple[datetime, datetime] | None:
-    rows = query(bq, f"SELECT MIN({PARTITION_COLUMN}) AS lo, MAX({PARTITION_COLUMN}) AS hi FROM {staging.sql}")
-    if not rows or rows[0]["lo"] is None:
-        return None
-    return rows[0]["lo"], rows[0]["hi"]
-
-
-def merge_new_rows(bq: BigQuerySession, target: TableRef, staging: TableRef, columns: list[str],
-                   lo: datetime, hi: datetime) -> int:
-    """Insert the staged rows whose eventId is not in the target; returns how many were inserted."""
-    cols = ", ".join(f"`{c}`" for c in columns)
-    values = ", ".join(f"S.`{c}`" for c in columns)
-    sql = (
-        f"MERGE {target.sql} T USING {staging.sql} S "
-        f"ON T.eventId = S.eventId AND T.{PARTITION_COLUMN} BETWEEN @lo AND @hi "
-        f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
-    )
-    bigquery = _bigquery()
-    config = bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter("lo", "TIMESTAMP", lo), bigquery.ScalarQueryParameter("hi", "TIMESTAMP", hi)])
-    job = bq.client.query(sql, job_config=config, retry=bq.retry(), job_retry=None, timeout=bq.timeout)
-    job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
-    return int(job.num_dml_affected_rows or 0)
-
-
-def rows_by_source(bq: BigQuerySession, table: TableRef, run_id: str | None = None,
-                   lo: datetime | None = None, hi: datetime | None = None) -> dict[str, int]:
-    """Rows per ``source_uri`` (of one run, within an event-time range, when given)."""
-    where, params = [], {}
-    if run_id is not None:
-        where.append("import_run_id = @run_id")
-        params["run_id"] = run_id
-    if lo is not None:
-        where.append(f"{PARTITION_COLUMN} BETWEEN @lo AND @hi")
-        params.update(lo=lo, hi=hi)
-    sql = f"SELECT source_uri, COUNT(*) AS n FROM {table.sql}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " GROUP BY source_uri"
-    return {r["source_uri"]: int(r["n"]) for r in query(bq, sql, params)}
 
 
 def drop_table(bq: BigQuerySession, ref: TableRef) -> None:

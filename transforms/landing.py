@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pyarrow as pa
 
 from schemas.arrow import ROW_SCHEMA
 from schemas.bigquery import PARTITION_COLUMN
-from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, TableRef, TargetError
-from transforms.bq_tables import query
+from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, BigQueryTarget, TableRef, TargetError
+from transforms.bq_tables import query, run_script
 from transforms.dedupe import WINNER_ORDER, resolve_bucket
 from transforms.serialize import dead_letter_json, iso_micros, row_json
 
@@ -66,26 +66,21 @@ def _winners_sql(landing: TableRef, where: str) -> str:
             f"FROM {landing.sql} WHERE {where}) WHERE _rank = 1")
 
 
-def merge_landed(bq: BigQuerySession, landing: TableRef, target: TableRef, since: datetime) -> int:
-    """MERGE the winners of the rows landed since ``since`` into the target; returns rows inserted."""
-    from google.cloud import bigquery
+def merge_landed(bq: BigQuerySession, landing: TableRef, target: BigQueryTarget, since: datetime,
+                 run_id: str, launch: str, detected_at: datetime) -> int:
+    """Write the winners of the rows landed since ``since`` into the events table, in the same
+    transaction as a file import (``bq_merge``: ids looked up under any event time, concurrent
+    writers serialized); returns rows inserted."""
+    from transforms.bq_merge import WriteTables, ids_table, insert_new_rows_script, outcome_counts, runs_table
 
-    bounds = query(bq, f"SELECT MIN({PARTITION_COLUMN}) AS lo, MAX({PARTITION_COLUMN}) AS hi "
-                       f"FROM {landing.sql} WHERE landed_at >= @since", {"since": since})
-    if not bounds or bounds[0]["lo"] is None:
-        return 0
-    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
-    values = ", ".join(f"S.`{c}`" for c in EVENT_COLUMNS)
-    sql = (f"MERGE {target.sql} T USING ({_winners_sql(landing, 'landed_at >= @since')}) S "
-           f"ON T.eventId = S.eventId AND T.{PARTITION_COLUMN} BETWEEN @lo AND @hi "
-           f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})")
-    params = [bigquery.ScalarQueryParameter("since", "TIMESTAMP", since),
-              bigquery.ScalarQueryParameter("lo", "TIMESTAMP", bounds[0]["lo"]),
-              bigquery.ScalarQueryParameter("hi", "TIMESTAMP", bounds[0]["hi"])]
-    job = bq.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params), retry=bq.retry(),
-                          job_retry=None, timeout=bq.timeout)
-    job.result(retry=bq.retry(), job_retry=None, timeout=JOB_TIMEOUT_SECONDS)
-    return int(job.num_dml_affected_rows or 0)
+    events = target.events
+    tables = WriteTables(events, ids_table(events), runs_table(events), target.dead_letters, target.conflicts)
+    since_sql = f"TIMESTAMP '{since.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}+00'"
+    sql = insert_new_rows_script(tables, _winners_sql(landing, f"landed_at >= {since_sql}"), EVENT_COLUMNS)
+    # each MERGE of a stream is its own step: a new job id every time (a doubled one inserts nothing twice)
+    step = (run_id, launch, f"merge_{uuid.uuid4().hex[:12]}")
+    rows = run_script(bq, sql, {"run": run_id, "launch": launch, "detected_at": detected_at}, step=step)
+    return sum(c["inserted"] for c in outcome_counts(rows).values())
 
 
 def run_outcomes(bq: BigQuerySession, landing: TableRef, target: TableRef, run_id: str,

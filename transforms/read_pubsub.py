@@ -48,6 +48,10 @@ class StreamSettings:
     lookback: timedelta = timedelta(hours=24)
 
 
+def _micros_datetime(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -99,7 +103,8 @@ class PullLandAckFn(beam.DoFn):
         return received
 
     def _merge(self, since: datetime) -> None:
-        inserted = landing.merge_landed(self.bq, self.settings.landing, self.target.events, since)
+        inserted = landing.merge_landed(self.bq, self.settings.landing, self.target, since, self.ctx.run_id,
+                                        self.ctx.launch, _micros_datetime(self.ctx.started_micros))
         self._merged.inc(inserted)
         log.info("merged %d new row(s) from %s into %s", inserted, self.settings.landing, self.target.events)
 
@@ -183,7 +188,8 @@ class MergeLandedFn(beam.DoFn):
 
     def process(self, _):
         since = _now() - self.settings.lookback
-        self._merged.inc(landing.merge_landed(self.bq, self.settings.landing, self.target.events, since))
+        self._merged.inc(landing.merge_landed(self.bq, self.settings.landing, self.target, since, self.ctx.run_id,
+                                             self.ctx.launch, _micros_datetime(self.ctx.started_micros)))
 
 
 class ImportSubscription(beam.PTransform):

@@ -104,6 +104,7 @@ class ImportContext:
     started_micros: int
     datasource_id: str | None = None
     processor: str = PROCESSOR
+    launch: str = ""  # this launch of the run (names its BigQuery jobs; see transforms.bq_jobs)
 
 
 def _estimated_bytes(payloads: list[bytes], sample: int = 64) -> int:

@@ -1,14 +1,20 @@
-"""Write stage (BigQuery sink): staged Parquet → one load job → MERGE on eventId → staging dropped.
+"""Write stage (BigQuery sink): staged files → load jobs into staging tables → one write transaction.
 
 Same shape as the file sink (a PTransform over ``ImportOutputs``), plus what only a table can tell:
 the rows that were already in the target. Those come back as counts that move them from ``loaded``
 to ``already_present`` in the report.
+
+Every BigQuery job of the step is named by (run id, launch, step) (``transforms.bq_jobs``): a retried
+or duplicated execution of ``LoadAndMergeFn`` (Dataflow's retries, a zombie worker) attaches to the
+jobs the first one submitted, and the write itself is one transaction (``transforms.bq_merge``) that
+serializes concurrent imports of one table. Staging tables and staged files are per launch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,7 +22,8 @@ from apache_beam.metrics import Metrics
 
 from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
 from transforms import bq_tables
-from transforms.bq_client import BigQueryTarget
+from transforms.bq_client import BigQueryTarget, TableRef
+from transforms.bq_merge import WriteTables, ids_table, insert_new_rows_script, outcome_counts, runs_table
 from transforms.serialize import conflict_json, dead_letter_json
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ImportOutputs, WriteParquetFn
 
@@ -24,14 +31,17 @@ log = logging.getLogger(__name__)
 EVENT_COLUMNS = [f["name"] for f in EVENTS_SCHEMA]
 
 
-def staging_table(target: BigQueryTarget, run_id: str):
-    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in run_id)
-    return target.events.sibling(f"{target.events.table}__staging_{safe}"[:1024])
+def staging_tables(target: BigQueryTarget, run_id: str, launch: str) -> dict[str, TableRef]:
+    """The launch's own staging tables (rows, dead letters, conflicts): two launches never share one."""
+    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in f"{run_id}_{launch}")
+    base = f"{target.events.table}__staging_{safe}"[:1000]
+    return {kind: target.events.sibling(f"{base}{suffix}")
+            for kind, suffix in (("rows", ""), ("dead_letters", "_dead_letters"), ("conflicts", "_conflicts"))}
 
 
-def _drop_staging(bq, staging) -> None:
+def _drop_staging(bq, staging: TableRef) -> None:
     """A staging table left behind is harmless (it expires in a day): a failed drop must neither fail a
-    run whose MERGE is done nor hide the error of a run whose MERGE failed."""
+    run whose write committed nor hide the error of a run whose write failed."""
     from google.api_core.exceptions import GoogleAPIError, RetryError
     from requests.exceptions import RequestException
 
@@ -41,11 +51,19 @@ def _drop_staging(bq, staging) -> None:
         log.warning("could not drop the staging table %s (it expires on its own within a day): %s", staging, err)
 
 
-class LoadAndMergeFn(beam.DoFn):
-    """Runs once, after every staged file is written: loads, merges, appends dead letters/conflicts."""
+def _non_empty(paths: list[str]) -> list[str]:
+    if not paths:
+        return []
+    return [m.path for r in FileSystems.match(sorted(paths)) for m in r.metadata_list if m.size_in_bytes > 0]
 
-    def __init__(self, target: BigQueryTarget, run_id: str) -> None:
-        self.target, self.run_id = target, run_id
+
+class LoadAndMergeFn(beam.DoFn):
+    """Runs once, after every staged file is written: loads, writes in one transaction, cleans up."""
+
+    def __init__(self, target: BigQueryTarget, run_id: str, launch: str, imported_at: datetime,
+                 staging_dir: str) -> None:
+        self.target, self.run_id, self.launch = target, run_id, launch
+        self.imported_at, self.staging_dir = imported_at, staging_dir
         self._load_ms = Metrics.distribution("importer", "bigquery_load_msecs")
         self._merge_ms = Metrics.distribution("importer", "bigquery_merge_msecs")
 
@@ -55,48 +73,56 @@ class LoadAndMergeFn(beam.DoFn):
     def teardown(self) -> None:
         self.bq.close()
 
-    def process(self, _, row_files, dead_files, conflict_files):
-        yield from self._merge_rows(sorted(row_files))
-        for files, table, schema in ((dead_files, self.target.dead_letters, DEAD_LETTER_TABLE_SCHEMA),
-                                     (conflict_files, self.target.conflicts, CONFLICT_TABLE_SCHEMA)):
-            files = [f for f in files if FileSystems.match([f])[0].metadata_list[0].size_in_bytes > 0]
-            if files:
-                n = bq_tables.load_files(self.bq, table, files, schema, "NEWLINE_DELIMITED_JSON", replace=False)
-                log.info("appended %d row(s) to %s", n, table)
+    def _step(self, name: str) -> tuple[str, str, str]:
+        return self.run_id, self.launch, name
 
-    def _merge_rows(self, row_files: list[str]):
-        if not row_files:
-            return
-        events, staging = self.target.events, staging_table(self.target, self.run_id)
+    def process(self, _, row_files, dead_files, conflict_files):
+        staging = staging_tables(self.target, self.run_id, self.launch)
         started = time.perf_counter()
-        bq_tables.load_files(self.bq, staging, row_files, EVENTS_SCHEMA, "PARQUET", replace=True, expires=True)
+        for kind, files, schema, fmt in (
+                ("rows", sorted(row_files), EVENTS_SCHEMA, "PARQUET"),
+                ("dead_letters", _non_empty(dead_files), DEAD_LETTER_TABLE_SCHEMA, "NEWLINE_DELIMITED_JSON"),
+                ("conflicts", _non_empty(conflict_files), CONFLICT_TABLE_SCHEMA, "NEWLINE_DELIMITED_JSON")):
+            bq_tables.create_expiring(self.bq, staging[kind], schema)
+            if files:
+                bq_tables.load_files(self.bq, staging[kind], files, schema, fmt, step=self._step(f"load_{kind}"))
         self._load_ms.update(int((time.perf_counter() - started) * 1000))
-        try:
-            lo, hi = bq_tables.time_range(self.bq, staging)
-            staged = bq_tables.rows_by_source(self.bq, staging)
-            started = time.perf_counter()
-            inserted = bq_tables.merge_new_rows(self.bq, events, staging, EVENT_COLUMNS, lo, hi)
-            self._merge_ms.update(int((time.perf_counter() - started) * 1000))
-            loaded = bq_tables.rows_by_source(self.bq, events, self.run_id, lo, hi)
-        finally:
-            _drop_staging(self.bq, staging)
-        if sum(loaded.values()) != inserted:
-            log.warning("MERGE inserted %d rows but %d rows carry run id %s: was the run id reused?",
-                        inserted, sum(loaded.values()), self.run_id)
-        log.info("merged into %s: %d new row(s) of %d staged", events, inserted, sum(staged.values()))
-        for uri, n in staged.items():
-            already = n - loaded.get(uri, 0)
+        events = self.target.events
+        tables = WriteTables(events, ids_table(events), runs_table(events), self.target.dead_letters,
+                             self.target.conflicts)
+        sql = insert_new_rows_script(tables, f"SELECT * FROM {staging['rows'].sql}", EVENT_COLUMNS,
+                                     run_logs=(staging["dead_letters"], staging["conflicts"]), final_status="merged")
+        started = time.perf_counter()
+        result = outcome_counts(bq_tables.run_script(
+            self.bq, sql, {"run": self.run_id, "launch": self.launch, "detected_at": self.imported_at},
+            step=self._step("write")))
+        self._merge_ms.update(int((time.perf_counter() - started) * 1000))
+        # committed: nothing staged is needed any more, by this execution or by a retry of it
+        for ref in staging.values():
+            _drop_staging(self.bq, ref)
+        from transforms.workfiles import remove_tree
+
+        remove_tree(self.staging_dir)
+        staged = sum(c["staged"] for c in result.values())
+        inserted = sum(c["inserted"] for c in result.values())
+        log.info("wrote to %s: %d new row(s) of %d staged", events, inserted, staged)
+        for uri, c in result.items():
+            already = c["staged"] - c["inserted"]
             if already:
                 yield (uri, "loaded"), -already
                 yield (uri, "already_present"), already
+            if c["moved"]:
+                yield (uri, "already_present_other_time"), c["moved"]
 
 
 class WriteBigQuery(beam.PTransform):
     """The BigQuery sink. Returns counts ``((source_uri, metric), n)`` for the report."""
 
-    def __init__(self, target: BigQueryTarget, staging_dir: str, run_id: str, buckets: int) -> None:
+    def __init__(self, target: BigQueryTarget, staging_dir: str, run_id: str, buckets: int, launch: str,
+                 imported_at: datetime) -> None:
         super().__init__()
         self.target, self.staging_dir, self.run_id, self.buckets = target, staging_dir, run_id, buckets
+        self.launch, self.imported_at = launch, imported_at
 
     def expand(self, outputs: ImportOutputs):
         join = FileSystems.join
@@ -113,6 +139,7 @@ class WriteBigQuery(beam.PTransform):
         return (
             outputs.rows.pipeline
             | "AfterStaging" >> beam.Create([None])
-            | "LoadAndMerge" >> beam.ParDo(LoadAndMergeFn(self.target, self.run_id),
-                                           as_list(row_files), as_list(dead_files), as_list(conflict_files))
+            | "LoadAndMerge" >> beam.ParDo(
+                LoadAndMergeFn(self.target, self.run_id, self.launch, self.imported_at, self.staging_dir),
+                as_list(row_files), as_list(dead_files), as_list(conflict_files))
         )

@@ -1,0 +1,108 @@
+"""Job naming, attaching and attempts (pure parts), and what the write script reads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from transforms import bq_jobs
+from transforms.bq_client import TableRef
+from transforms.bq_merge import WriteTables, insert_new_rows_script
+from transforms.bq_tables import MAX_SOURCE_URIS, source_uris
+from transforms.write_bigquery import EVENT_COLUMNS
+
+
+def test_job_ids_are_the_same_for_every_execution_of_one_step_and_valid():
+    a = bq_jobs.job_id("nightly 2026/11/27", "ab12cd34", "load_rows")
+    assert a == bq_jobs.job_id("nightly 2026/11/27", "ab12cd34", "load_rows")
+    assert a != bq_jobs.job_id("nightly 2026/11/27", "ffffffff", "load_rows"), "another launch, other jobs"
+    assert a != bq_jobs.job_id("nightly 2026/11/27", "ab12cd34", "load_rows", attempt=1)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,1024}", a)
+    assert len(bq_jobs.job_id("x" * 2000, "l", "s")) == 1024
+
+
+@pytest.mark.parametrize(("message", "retryable"), [
+    ("400 Transaction is aborted due to concurrent update against table p.d.events__runs", True),
+    ("Could not serialize access to table p:d.t due to concurrent update", True),
+    ("400 Failed to commit: Failed to commit DuckLake transaction.", True),
+    ("500 An internal error occurred and the request could not be completed. reason: backendError", True),
+    ("400 Syntax error: Unexpected identifier", False),
+    ("403 Access Denied: Table p:d.t", False),
+    ("rlvt: run id x is claimed by another live import: nothing was written", False),
+])
+def test_only_failures_a_new_job_can_cure_get_another_attempt(message, retryable):
+    assert bq_jobs.is_retryable(RuntimeError(message)) is retryable
+
+
+class FakeJob:
+    """A finished job as the client returns it (the emulator cannot fail a job on demand)."""
+
+    def __init__(self, name: str, error: Exception | None) -> None:
+        self.job_id, self.error, self.state = name, error, "DONE"
+
+    def result(self, **_):
+        if self.error:
+            raise self.error
+        return self
+
+    def reload(self, **_):
+        return None
+
+
+class Session:
+    def retry(self):
+        return None
+
+    timeout = 1.0
+
+
+def test_a_cancelled_attempt_is_followed_by_the_next_attempt_id(monkeypatch):
+    monkeypatch.setattr(bq_jobs.time, "sleep", lambda _: None)
+    submitted = []
+
+    def submit(name):
+        submitted.append(name)
+        return FakeJob(name, RuntimeError("Transaction is aborted due to concurrent update") if len(submitted) < 3
+                       else None)
+
+    job = bq_jobs.run_step(Session(), "run", "launch", "write", submit)
+    assert [n.rsplit("_", 1)[1] for n in submitted] == ["a0", "a1", "a2"]
+    assert job.job_id == submitted[-1]
+
+
+def test_a_failure_no_new_job_can_cure_is_raised_at_once():
+    submitted = []
+
+    def submit(name):
+        submitted.append(name)
+        return FakeJob(name, RuntimeError("Syntax error"))
+
+    with pytest.raises(RuntimeError, match="Syntax error"):
+        bq_jobs.run_step(Session(), "run", "launch", "write", submit)
+    assert len(submitted) == 1
+
+
+def test_a_load_names_every_part_up_to_the_limit_then_one_wildcard():
+    few = [f"gs://b/tmp/run/staging/rows/part-{i:05d}-of-20000.parquet" for i in range(3)]
+    assert source_uris(few) == few
+    many = [f"gs://b/tmp/run/staging/rows/part-{i:05d}-of-20000.parquet" for i in range(MAX_SOURCE_URIS + 1)]
+    assert source_uris(many) == ["gs://b/tmp/run/staging/rows/*.parquet"]
+
+
+def test_the_write_script_never_reads_the_events_table_beyond_the_stored_days_of_moved_ids():
+    """Which events partitions the write reads does not depend on the staged rows' time range: the only
+    statement that reads the events table filters on the days the moved ids are stored under."""
+    events = TableRef.parse("p-123456.d.events")
+    t = WriteTables(events, events.sibling("events__ids"), events.sibling("events__runs"),
+                    events.sibling("events_dead_letters"), events.sibling("events_conflicts"))
+    sql = insert_new_rows_script(t, "SELECT * FROM `p-123456.d.staging`", EVENT_COLUMNS,
+                                 run_logs=(events.sibling("s_dead"), events.sibling("s_conflicts")),
+                                 final_status="merged")
+    reads = [s for s in sql.split(";") if f"FROM {events.sql}" in s]
+    assert len(reads) == 1
+    assert "DATE(timestamp) IN UNNEST(stored_days)" in reads[0]
+    assert "MIN(" not in sql and "MAX(" not in sql and "BETWEEN" not in sql
+    # the writers' lock comes first in the transaction, before anything is read
+    body = sql.split("BEGIN TRANSACTION;")[1]
+    assert body.lstrip().startswith(f"UPDATE {t.runs.sql}")
