@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import tempfile
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -13,9 +16,12 @@ from pipeline.options import CheckedOptions
 from transforms.read import ReadLimits
 from transforms.read_pubsub import ImportSubscription
 from transforms.records import ImportContext
+from transforms.sizing import derive_buckets, estimated_events
 from transforms.sources import ReadTask
 from transforms.stages import DedupeEvents, ReadValidateNormalize
 from transforms.write_files import ImportOutputs
+
+log = logging.getLogger("importer")
 
 
 class GraphOutputs(NamedTuple):
@@ -34,7 +40,9 @@ def build_pipeline(
 ) -> GraphOutputs:
     """Add the import to ``p``. ``sink`` makes the PTransform that writes ``ImportOutputs`` and returns
     counts of its own (None: write nothing, as in a dry run). Summed counts are written under
-    ``accounting_prefix``; the dedupe shuffles its rows through files under ``shuffle_dir``."""
+    ``accounting_prefix``. The dedupe shuffles its rows through files under ``shuffle_dir``, or through
+    the runner's own shuffle when it is None (see ``shuffle_folder``); ``opts.buckets`` must be set
+    (``with_derived_buckets``)."""
     limits = ReadLimits(batch_size=opts.batch_size, max_line_bytes=opts.max_line_bytes)
     rows, dead, stage_counts = (
         p
@@ -55,6 +63,29 @@ def build_pipeline(
     )
     _write_counts(counts, accounting_prefix)
     return GraphOutputs(outputs, counts)
+
+
+def shuffle_folder(work_dir: str, local_runner: bool) -> str | None:
+    """Where the dedupe shuffles its rows: a local folder for a local runner, whose workers all run on
+    this machine (a gs:// --temp_location would only add a request per file, and the time to send
+    and fetch it), ``WORK_DIR/shuffle`` when the work folder is local, else a new temporary folder;
+    None for other runners (Dataflow): their own shuffle, no files at all."""
+    if not local_runner:
+        return None
+    if FileSystems.get_scheme(work_dir) is None:
+        return FileSystems.join(work_dir, "shuffle")
+    return tempfile.mkdtemp(prefix="importer-shuffle-")
+
+
+def with_derived_buckets(opts: CheckedOptions, files: list[tuple[str, int]], local_runner: bool) -> CheckedOptions:
+    """``opts`` with the dedupe's bucket count derived from the input files' ``(uri, size)`` when
+    ``--buckets`` was not given (``transforms.sizing``). Resolved before the pipeline is built: the
+    sinks name their row files after the bucket count."""
+    if opts.buckets is not None:
+        return opts
+    buckets = derive_buckets(files, local_runner)
+    log.info("dedupe: %d buckets for about %s events (--buckets to choose)", buckets, f"{estimated_events(files):,}")
+    return dataclasses.replace(opts, buckets=buckets)
 
 
 def _write_count_file(counts: list, prefix: str) -> str:

@@ -18,7 +18,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline import report as run_report
-from pipeline.graph import build_pipeline, build_subscription_pipeline
+from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
 from pipeline.options import CheckedOptions, check_options, normalize_argv
 from pipeline.target import prepare_target
 from pipeline.warm_workers import worker_command
@@ -193,6 +193,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         log.info("import %s from %s (MERGE every %.0f s)", run_id, sources[0], checked.stream.merge_interval)
     else:
         files = expand_patterns(checked.inputs)
+        checked = with_derived_buckets(checked, files, local_runner)  # before the sinks: they name files after it
         sources = [uri for uri, _ in files]
         tasks = plan_reads(files, checked.input_format, checked.split_bytes)
         sink = None
@@ -207,7 +208,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
             _remove_previous_outputs(checked.output_dir)
             sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
         p = beam.Pipeline(runner=warm_runner(options), options=options)
-        build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink, FileSystems.join(work_dir, "shuffle"))
+        build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink, shuffle_folder(work_dir, local_runner))
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
 
     clock = time.monotonic()

@@ -118,9 +118,10 @@ class ImportOptions(PipelineOptions):
             "--max_event_time", default=None, metavar="ISO_INSTANT",
             help="Latest accepted event time (default: the run's start plus one day).")
         parser.add_argument(
-            "--buckets", type=int, default=8,
-            help="Width of the dedupe shuffle: rows are grouped in this many hash buckets of eventId. "
-                 "Small locally (8); thousands on Dataflow so each bucket fits a worker's memory.")
+            "--buckets", type=int, default=None,
+            help="Width of the dedupe shuffle: rows are grouped in this many hash buckets of eventId. Default: "
+                 "derived from the input files' size, about 50,000 events a bucket on Dataflow so each fits a "
+                 "worker's memory (8 locally up to about 5M events), at least 8, at most 10,000.")
         parser.add_argument(
             "--batch_size", type=int, default=50_000,
             help="Records per batch between stages (Arrow tables of this many rows).")
@@ -170,7 +171,7 @@ class CheckedOptions:
     report_path: str | None
     dry_run: bool
     policy: TimestampPolicy
-    buckets: int
+    buckets: int | None  # None: derived from the input's size (pipeline.graph.with_derived_buckets)
     batch_size: int
     max_line_bytes: int
     split_bytes: int
@@ -243,7 +244,7 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
     fill = _instant("--default_timestamp", o.default_timestamp) if o.default_timestamp else None
     if fill is not None and not lo <= fill <= hi:
         raise ValueError("--default_timestamp must lie between --min_event_time and --max_event_time")
-    for flag, value, low in (("--buckets", o.buckets, 1), ("--batch_size", o.batch_size, 1),
+    for flag, value, low in (("--buckets", 1 if o.buckets is None else o.buckets, 1), ("--batch_size", o.batch_size, 1),
                              ("--max_line_bytes", o.max_line_bytes, 64), ("--split_bytes", o.split_bytes, 0)):
         if value < low:
             raise ValueError(f"{flag} must be at least {low} (got {value})")

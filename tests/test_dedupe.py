@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 import subprocess
 import sys
@@ -15,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.arrow import ROW_SCHEMA
-from transforms.dedupe import bucket_of, resolve_bucket, split_into_buckets
+from transforms.dedupe import (
+    bucket_of,
+    gather_by_bucket,
+    read_bucket_batches,
+    resolve_bucket,
+    split_into_buckets,
+    write_bucket_file,
+)
 from transforms.normalize import normalize_batch
 from transforms.records import ImportContext, RecordBatch
 from transforms.timestamps import TimestampPolicy
@@ -133,6 +141,48 @@ def test_bucket_partition_property(ids: list[str], buckets: int) -> None:
         assert 0 <= n < buckets
         for eid in p.column("eventId").to_pylist():
             assert seen.setdefault(eid, n) == n
+
+
+def test_gather_by_bucket_joins_tables_into_one_chunk_in_bucket_order() -> None:
+    first, second = _many_rows(), table(B, *[(event(f"evt-{i}", T0 + 9), i + 1) for i in range(50)])
+    gathered, runs = gather_by_bucket([first, second], 8)
+    assert gathered.column("eventId").num_chunks == 1
+    assert sorted(origins(gathered)) == sorted(origins(first) + origins(second))
+    assert [b for b, _, _ in runs] == sorted({b for b, _, _ in runs})  # bucket order, each bucket once
+    assert sum(n for _, _, n in runs) == gathered.num_rows
+    for bucket, start, length in runs:
+        assert set(bucket_of(gathered.column("eventId").slice(start, length), 8).tolist()) == {bucket}
+
+
+def test_bucket_file_holds_one_record_batch_per_bucket(tmp_path: Path) -> None:
+    gathered, runs = gather_by_bucket([_many_rows()], 8)
+    path = tmp_path / "part.arrow"
+    with path.open("wb") as f:
+        indexes = write_bucket_file(gathered, runs, f, compression=None)
+    assert [b for b, _ in indexes] == [b for b, _, _ in runs] and [i for _, i in indexes] == list(range(len(runs)))
+    expected = dict(split_into_buckets(_many_rows(), 8))
+    for bucket, index in indexes:
+        before = pa.total_allocated_bytes()
+        part = read_bucket_batches(pa.memory_map(str(path)), [index])
+        assert pa.total_allocated_bytes() == before, "an uncompressed local file is read zero-copy"
+        assert origins(part) == origins(expected[bucket])
+
+
+def test_compressed_bucket_file_reads_back(tmp_path: Path) -> None:
+    gathered, runs = gather_by_bucket([_many_rows()], 8)
+    path = tmp_path / "part.arrow"
+    with path.open("wb") as f:
+        indexes = write_bucket_file(gathered, runs, f, compression="lz4")
+    with path.open("rb") as f:
+        parts = read_bucket_batches(f, [i for _, i in indexes])
+    assert sorted(origins(parts)) == sorted(origins(gathered))
+
+
+def test_bucket_copies_do_not_carry_the_gathered_rows() -> None:
+    # a slice would pickle every row it was cut from: one bucket of 8 must weigh about an eighth
+    t = pa.concat_tables([_many_rows()] * 20).combine_chunks()
+    for _, part in split_into_buckets(t, 8):
+        assert len(pickle.dumps(part)) < 3 * t.nbytes / 8
 
 
 # --- resolve_bucket ----------------------------------------------------------------------------

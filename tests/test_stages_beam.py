@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.graph import shuffle_folder, with_derived_buckets
+from pipeline.options import check_options
 from tests.factory import envelope, line, write_ndjson
+from transforms import dedupe
+from transforms.normalize import normalize_batch
 from transforms.read import ReadLimits
-from transforms.records import ImportContext
+from transforms.records import ImportContext, RecordBatch
+from transforms.sizing import derive_buckets
 from transforms.sources import plan_reads
-from transforms.stages import DedupeEvents, ReadValidateNormalize
+from transforms.stages import FLUSH_BYTES, DedupeEvents, GatherBucketsFn, ReadValidateNormalize
 from transforms.timestamps import TimestampPolicy
 
 CTX = ImportContext("run-test", 1_764_000_000_000_000)
@@ -77,3 +85,110 @@ def test_dedupe_keeps_one_row_per_event_and_reports_conflicts(export):
         summed = counts | beam.CombinePerKey(sum) | beam.Map(lambda kv: (kv[0][1], kv[1]))
         assert_that(summed, equal_to([("loaded", 31), ("duplicate_exact", 2), ("duplicate_conflicting", 1)]),
                     label="counts")
+
+
+# --- the dedupe shuffle: through files (local runners) or the runner's own (Dataflow) -----------
+
+BATCHES, BUCKETS = 40, 64
+
+
+@pytest.fixture(scope="module")
+def batches() -> list[pa.Table]:
+    """40 normalized tables of 30 rows over 800 event ids: retries across batches, and a changed url
+    now and then (conflicts)."""
+    tables = []
+    for b in range(BATCHES):
+        batch = RecordBatch(f"gs://b/export-{b % 3}.ndjson")
+        for k in range(30):
+            i = (b * 30 + k) * 7 % 800
+            env = envelope(i, url=f"https://shop.example/p/{b}") if (b + k) % 11 == 0 else envelope(i)
+            batch.append(env, b"{}", b * 30 + k + 1, None)
+        table, dead, _ = normalize_batch(batch, CTX, TimestampPolicy())
+        assert not dead
+        tables.append(table)
+    return tables
+
+
+def _reference(tables: list[pa.Table]):
+    """The whole import resolved as one bucket, with no shuffle at all."""
+    result = dedupe.resolve_bucket(tables)
+    rows = [(r["eventId"], r["source_uri"], r["source_line"]) for r in result.rows.to_pylist()]
+    conflicts = [(c["eventId"], c["row"]["source_line"], c["kept"]) for c in result.conflicts]
+    return rows, conflicts, list(result.counts.items())
+
+
+def _shuffle_files(folder) -> list:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def _run_dedupe(tables, buckets, shuffle_dir, flush_bytes=FLUSH_BYTES):
+    rows, conflicts, counts = _reference(tables)
+    assert conflicts and any(m == "duplicate_exact" for (_, m), _ in counts), "the fixture must have both"
+    with TestPipeline(options=OPTIONS) as p:
+        unique, conflicting, summed = (p | beam.Create(tables)
+                                       | DedupeEvents(buckets, shuffle_dir, flush_bytes=flush_bytes))
+        got = unique | beam.FlatMap(lambda kv: [(r["eventId"], r["source_uri"], r["source_line"])
+                                                for r in kv[1].to_pylist()])
+        assert_that(got, equal_to(rows), label="rows")
+        kept = conflicting | beam.Map(lambda c: (c["eventId"], c["row"]["source_line"], c["kept"]))
+        assert_that(kept, equal_to(conflicts), label="conflicts")
+        assert_that(summed | beam.CombinePerKey(sum), equal_to(counts), label="counts")
+
+
+@pytest.mark.parametrize("through_files", [True, False], ids=["shuffle folder", "runner's shuffle"])
+def test_dedupe_shuffle_gives_the_rows_of_one_global_dedupe(batches, tmp_path, through_files) -> None:
+    _run_dedupe(batches, BUCKETS, str(tmp_path / "shuffle") if through_files else None)
+
+
+def test_shuffle_files_do_not_grow_with_buckets(batches, tmp_path) -> None:
+    # one file per flush: this runner runs the stage in one bundle here, and 40 small tables never
+    # reach the byte limit, so one file, whatever the bucket count (it was batches × buckets: ≈1,100)
+    for buckets in (8, BUCKETS):
+        folder = tmp_path / f"shuffle-{buckets}"
+        _run_dedupe(batches, buckets, str(folder))
+        files = _shuffle_files(folder)
+        assert 1 <= len(files) <= 3, f"{len(files)} files for {buckets} buckets"
+        for f in files:
+            reader = pa.ipc.open_file(pa.memory_map(str(f)))
+            assert reader.num_record_batches <= buckets
+            for i in range(reader.num_record_batches):  # a record batch per bucket, with only its rows
+                ids = reader.get_batch(i).column("eventId")
+                assert len(set(dedupe.bucket_of(ids, buckets).tolist())) == 1
+
+
+def test_flushes_at_the_byte_limit(batches, tmp_path) -> None:
+    folder = tmp_path / "shuffle"
+    limit = 3 * max(t.nbytes for t in batches)  # a flush every 4 tables or so: 10 files
+    _run_dedupe(batches, BUCKETS, str(folder), flush_bytes=limit)
+    assert BATCHES // 5 <= len(_shuffle_files(folder)) <= BATCHES // 2
+
+
+def test_runner_shuffle_moves_flushes_times_buckets_elements(batches) -> None:
+    with TestPipeline(options=OPTIONS) as p:
+        keyed = p | beam.Create(batches) | beam.ParDo(GatherBucketsFn(BUCKETS))
+        # one flush (one bundle): at most one table per bucket, not one per batch and bucket (≈1,100)
+        per_bucket = keyed | beam.combiners.Count.PerKey() | beam.Map(lambda kv: kv[1])
+        assert_that(per_bucket | "Most" >> beam.CombineGlobally(max), equal_to([1]), label="one per bucket")
+        rows = keyed | beam.Map(lambda kv: kv[1].num_rows) | "Rows" >> beam.CombineGlobally(sum)
+        assert_that(rows, equal_to([sum(t.num_rows for t in batches)]), label="every row")
+
+
+def test_shuffle_folder_is_local_for_local_runners_and_absent_for_dataflow(tmp_path) -> None:
+    assert shuffle_folder(str(tmp_path / "work"), local_runner=False) is None
+    assert shuffle_folder("gs://b/tmp/run", local_runner=False) is None
+    assert shuffle_folder(str(tmp_path / "work"), local_runner=True) == str(tmp_path / "work" / "shuffle")
+    local = shuffle_folder("gs://b/tmp/run", local_runner=True)  # the local runner's workers are here
+    try:
+        assert "://" not in local and Path(local).is_dir()
+    finally:
+        Path(local).rmdir()
+
+
+def test_buckets_derived_only_when_not_given() -> None:
+    opts = check_options(PipelineOptions(["--input=x.ndjson.gz", "--dry_run=true"]), 1_764_000_000_000_000)
+    assert opts.buckets is None
+    big = [("gs://b/x.ndjson.gz", 20 << 30)]
+    assert with_derived_buckets(opts, big, local_runner=False).buckets == derive_buckets(big, local=False) > 8
+    given = check_options(PipelineOptions(["--input=x.ndjson.gz", "--dry_run=true", "--buckets=3"]),
+                          1_764_000_000_000_000)
+    assert with_derived_buckets(given, big, local_runner=False).buckets == 3

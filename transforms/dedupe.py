@@ -34,37 +34,54 @@ def bucket_of(event_ids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray
     return (hashes % np.uint64(buckets)).astype(np.int64)
 
 
-def split_into_buckets(table: pa.Table, buckets: int, *, copies: bool = True) -> list[tuple[int, pa.Table]]:
-    """Partition a table by bucket; empty buckets are left out.
+def gather_by_bucket(tables: list[pa.Table], buckets: int) -> tuple[pa.Table, list[tuple[int, int, int]]]:
+    """The rows of some tables gathered into bucket order, as one table of a single chunk, and
+    ``(bucket, start, length)`` of each non-empty bucket in it, in bucket order.
 
-    Each bucket is a copy of its rows (the default: a slice pickles the buffers of the whole table it
-    was cut from, so N buckets going through an in-memory shuffle would each carry the whole batch),
-    or, with ``copies=False``, a slice of the rows gathered into bucket order once (for a consumer
-    that writes the slice out, such as ``write_part``: a third less work)."""
+    Bucket numbers are computed once for all the rows, and the rows are taken once, after the tables
+    are joined: taking each bucket from a table of several chunks passes over every chunk again per
+    bucket (measured: 17 s for 2,000 buckets of 300,000 rows, against 0.1 s to gather them once)."""
+    table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
     if table.num_rows == 0:
-        return []
+        return table, []
     numbers = bucket_of(table.column("eventId"), buckets)
     order = np.argsort(numbers, kind="stable")
     sorted_numbers = numbers[order]
     starts = np.flatnonzero(np.diff(sorted_numbers, prepend=-1))
     ends = np.append(starts[1:], len(sorted_numbers))
-    if copies:
-        return [(int(sorted_numbers[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
-    gathered = table.take(pa.array(order))
-    return [(int(sorted_numbers[s]), gathered.slice(s, e - s)) for s, e in zip(starts, ends)]
+    gathered = table.take(pa.array(order)).combine_chunks()
+    return gathered, [(int(sorted_numbers[s]), int(s), int(e - s)) for s, e in zip(starts, ends)]
 
 
-def write_part(table: pa.Table, sink, *, compression: str | None = "lz4") -> None:
-    """One bucket part of a table, as an Arrow IPC stream (lz4 by default: cheap to write, small on
-    gs://; a local shuffle folder is written uncompressed, where the CPU is the scarcer resource)."""
+def split_into_buckets(tables: pa.Table | list[pa.Table], buckets: int) -> list[tuple[int, pa.Table]]:
+    """The rows of a table (or of several) partitioned by bucket; empty buckets are left out.
+
+    Each bucket is a copy of its rows: a slice pickles the buffers of the whole table it was cut from,
+    so N buckets going through an in-memory shuffle with the default coder would each carry them all
+    (copying 2,000 buckets of 300,000 gathered rows: 0.4 s)."""
+    gathered, runs = gather_by_bucket([tables] if isinstance(tables, pa.Table) else tables, buckets)
+    return [(bucket, gathered.take(pa.array(np.arange(start, start + length)))) for bucket, start, length in runs]
+
+
+def write_bucket_file(gathered: pa.Table, runs: list[tuple[int, int, int]], sink, *,
+                      compression: str | None = "lz4") -> list[tuple[int, int]]:
+    """The rows ``gather_by_bucket`` returned as ONE Arrow IPC file (random-access format) holding one
+    record batch per bucket, so a reader takes only its bucket's batch; returns ``(bucket, batch
+    index)`` per bucket. lz4 by default (cheap to write, small on gs://); a local shuffle folder is
+    written uncompressed, so that its batches are read back zero-copy from a memory map."""
+    [batch] = gathered.combine_chunks().to_batches() or [None]
     options = pa.ipc.IpcWriteOptions(compression=compression)
-    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
+    with pa.ipc.new_file(sink, gathered.schema, options=options) as writer:
+        for _, start, length in runs:
+            writer.write_batch(batch.slice(start, length))  # the IPC writer writes only the slice's bytes
+    return [(bucket, index) for index, (bucket, _, _) in enumerate(runs)]
 
 
-def read_part(source) -> pa.Table:
-    with source:
-        return pa.ipc.open_stream(source).read_all()
+def read_bucket_batches(source, indexes: list[int]) -> pa.Table:
+    """Some record batches of a file ``write_bucket_file`` wrote, as one table (zero-copy from an
+    uncompressed memory-mapped file)."""
+    reader = pa.ipc.open_file(source)
+    return pa.Table.from_batches([reader.get_batch(i) for i in indexes], schema=reader.schema)
 
 
 @dataclass
