@@ -1,19 +1,30 @@
 """The nightly Airflow DAG, read with ``ast`` (Airflow is not installed): its template parameters are ones
-metadata.json declares, in the shapes it declares, and a combination the importer accepts."""
+metadata.json declares, in the shapes it declares, and a combination the importer accepts; each run
+imports the day its data interval covers, once the export has marked that day complete."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
+from datetime import UTC, datetime
 
 from tests.conftest import ROOT, run_in_gcloud_python
 from tests.test_template import pipeline_accepts
 
 DAG_FILE = ROOT / "deploy" / "airflow" / "rlvt_nightly_import.py"
 OPERATOR = "DataflowStartFlexTemplateOperator"
-# What Airflow's Jinja gives the templated fields on the run for 2026-11-25.
-RUN_CONTEXT = {"ds": "2026-11-25", "ds_nodash": "20261125"}
+SENSOR = "GCSObjectExistenceSensor"
+TIMETABLE = "CronDataIntervalTimetable"
+# What Airflow's Jinja gives the templated fields of the run that starts on 2026-11-26 at 02:30 UTC, for
+# the data interval that just ended. Only the interval: ``ds``/``logical_date`` mean the start of that
+# interval on Airflow 2 but the run's own day on Airflow 3 with a cron string (CronTriggerTimetable), so
+# the DAG must not use them.
+RUN_CONTEXT = {"data_interval_start": datetime(2026, 11, 25, 2, 30, tzinfo=UTC),
+               "data_interval_end": datetime(2026, 11, 26, 2, 30, tzinfo=UTC)}
+FILTERS = {"ds": lambda d: d.strftime("%Y-%m-%d"), "ds_nodash": lambda d: d.strftime("%Y%m%d")}  # Airflow's
+DAY = "2026-11-25"  # the UTC day whose export that run imports
 BEAM_OPTIONS = {"sdk_container_image"}  # Beam's pipeline options Dataflow passes on, not in metadata.json
 PURE = (ast.Constant, ast.JoinedStr, ast.FormattedValue, ast.Name, ast.Load, ast.Dict, ast.List, ast.Tuple,
         ast.BinOp, ast.Add, ast.Mult)
@@ -53,12 +64,26 @@ def launch() -> tuple[dict, dict]:
 
 
 def render(value: str) -> str:
-    """Airflow's templating of one value, for the names this DAG may use; anything else fails the test."""
+    """Airflow's templating of one value (``{{ name }}`` or ``{{ name | filter }}``), for the names this DAG
+    may use; anything else fails the test."""
     def substitute(match: re.Match) -> str:
-        assert match.group(1) in RUN_CONTEXT, f"unexpected template expression {match.group(0)!r}"
-        return RUN_CONTEXT[match.group(1)]
+        name, flt = match.group(1), match.group(2)
+        assert name in RUN_CONTEXT, (f"unexpected template expression {match.group(0)!r}: name the day with the data "
+                                     f"interval (data_interval_start | ds), the same on Airflow 2 and 3")
+        assert flt in FILTERS, f"{match.group(0)!r}: a date needs a filter ({', '.join(FILTERS)})"
+        return FILTERS[flt](RUN_CONTEXT[name])
 
-    return re.sub(r"\{\{\s*(\w+)\s*\}\}", substitute, value)
+    rendered = re.sub(r"\{\{\s*(\w+)\s*(?:\|\s*(\w+)\s*)?\}\}", substitute, value)
+    assert "{{" not in rendered and "{%" not in rendered, f"not rendered: {rendered!r}"
+    return rendered
+
+
+def calls(tree: ast.Module, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name]
+
+
+def imported(tree: ast.Module) -> set[tuple[str, str]]:
+    return {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
 
 
 def metadata_params() -> dict[str, dict]:
@@ -93,14 +118,64 @@ def test_rendered_values_have_the_declared_shapes():
             assert re.fullmatch(regex, rendered), f"{name}={rendered!r} does not match {regex}"
 
 
-def test_it_imports_the_previous_days_export_folder():
-    kwargs, launch_parameter = launch()
+def test_the_schedule_has_a_real_data_interval_on_airflow_2_and_3():
+    # A cron string is CronDataIntervalTimetable on Airflow 2 but CronTriggerTimetable on Airflow 3
+    # ([scheduler] create_cron_data_intervals = False): a zero-length interval at the run's own time.
+    tree = module()
+    assert ("airflow.timetables.interval", TIMETABLE) in imported(tree)
+    (dag,) = calls(tree, "DAG")
+    schedule = next(k.value for k in dag.keywords if k.arg == "schedule")
+    assert isinstance(schedule, ast.Call) and getattr(schedule.func, "id", "") == TIMETABLE, \
+        f"schedule={ast.unparse(schedule)}: give the timetable, not a cron string"
+    args = [ast.literal_eval(a) for a in schedule.args]
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in schedule.keywords}
+    cron = args[0] if args else kwargs["cron"]
+    assert re.fullmatch(r"\d+ \d+ \* \* \*", cron), "once a day, after midnight"
+    assert (args[1] if len(args) > 1 else kwargs.get("timezone")) == "UTC", "the export's days are UTC days"
+
+
+def test_it_imports_the_day_its_data_interval_covers():
+    _, launch_parameter = launch()
     pattern = launch_parameter["parameters"]["input"]
-    assert re.fullmatch(r"gs://[^/]+/.*\{\{ ds \}\}/\*\.ndjson\.gz", pattern), pattern
-    assert render(pattern).endswith("/2026-11-25/*.ndjson.gz")
-    dag_kwargs = next(n for n in ast.walk(module()) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DAG")
-    schedule = next(ast.literal_eval(k.value) for k in dag_kwargs.keywords if k.arg == "schedule")
-    assert schedule == "@daily" or re.fullmatch(r"\d+ \d+ \* \* \*", schedule), "once a day, after midnight"
+    assert re.fullmatch(r"gs://[^/]+/.*\{\{ data_interval_start \| ds \}\}/\*\.ndjson\.gz", pattern), pattern
+    assert render(pattern).endswith(f"/rlvt/{DAY}/*.ndjson.gz")
+    assert render(launch_parameter["jobName"]) == "rlvt-import-" + DAY.replace("-", "")
+
+
+def sensor() -> dict:
+    tree = module()
+    found = calls(tree, SENSOR)
+    assert len(found) == 1, f"expected one {SENSOR}(…) in {DAG_FILE.name}"
+    assert ("airflow.providers.google.cloud.sensors.gcs", SENSOR) in imported(tree)
+    assert "GCSObjectsWithPrefixExistenceSensor" not in DAG_FILE.read_text(), \
+        "the first file of a half-written export is not a finished export"
+    names = constants(tree)
+    return {k.arg: evaluate(k.value, names) for k in found[0].keywords}
+
+
+def test_the_import_waits_for_the_exports_completion_marker():
+    names = constants(module())
+    marker = names["EXPORT_DONE_MARKER"]
+    assert marker == "_SUCCESS" and "EXPORT_DONE_MARKER" in ast.get_docstring(module()), "documented in the DAG"
+    waits = sensor()
+    _, launch_parameter = launch()
+    bucket, folder, glob = re.fullmatch(r"gs://([^/]+)/(.+)/([^/]+)", render(launch_parameter["parameters"]["input"]))\
+        .groups()
+    assert (waits["bucket"], render(waits["object"])) == (bucket, f"{folder}/{marker}"), \
+        "the marker in the very folder the import reads"
+    assert not fnmatch.fnmatch(marker, glob), "the import does not read the marker as data"
+    assert waits["mode"] == "reschedule", "no worker slot held while waiting"
+    assert waits["timeout"] < 24 * 60 * 60, "gives up before the next day's run"
+
+
+def test_the_sensor_runs_before_the_import():
+    tree = module()
+    kinds = {n.targets[0].id: getattr(n.value.func, "id", None) for n in ast.walk(tree)
+             if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+             and isinstance(n.value, ast.Call)}
+    order = {(kinds.get(getattr(n.left, "id", None)), kinds.get(getattr(n.right, "id", None)))
+             for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)}
+    assert (SENSOR, OPERATOR) in order, "wait_for_export >> import_day"
 
 
 def test_the_parameters_are_a_combination_the_importer_accepts():
