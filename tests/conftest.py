@@ -159,12 +159,12 @@ class GcsEmulator:
         bucket, _, prefix = url.removeprefix("gs://").partition("/")
         return sorted(f"gs://{bucket}/{b.name}" for b in self.client().list_blobs(bucket, prefix=prefix))
 
-    def written(self, url: str) -> int:
-        """How many objects were ever created under ``url`` and not overwritten: the live ones plus the
-        deleted ones the bucket's soft delete keeps (each deleted generation once)."""
+    def written(self, url: str) -> list[str]:
+        """The objects ever created under ``url`` (an object overwritten in place counts once): the live
+        ones plus every deleted generation the bucket's soft delete keeps."""
         bucket, _, prefix = url.removeprefix("gs://").partition("/")
         deleted = self.client().list_blobs(bucket, prefix=prefix, soft_deleted=True)
-        return len(self.list(url)) + sum(1 for _ in deleted)
+        return sorted(self.list(url) + [f"gs://{bucket}/{b.name}" for b in deleted])
 
 
 def _wait_until_answers(url: str, process: subprocess.Popen, seconds: float) -> None:
