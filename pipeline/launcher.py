@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from pipeline import report as run_report
 from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
 from pipeline.options import CheckedOptions, check_options, normalize_argv
-from pipeline.target import prepare_target
+from pipeline.target import claim_run, prepare_target, release_run
 from pipeline.warm_workers import worker_command
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
@@ -132,11 +132,14 @@ def _remove_work_files(work_dir: str) -> None:
             log.warning("could not remove the work files under %s: %s", path, err)
 
 
-def _remove_local(path: str) -> None:
-    import shutil
+def _remove_work_folder(path: str) -> None:
+    """The run's whole work folder (what is left: the accounting), once the report is built."""
+    from transforms.workfiles import remove_tree
 
-    if "://" not in path:
-        shutil.rmtree(path, ignore_errors=True)
+    try:
+        remove_tree(path)
+    except Exception as err:
+        log.warning("could not remove the work folder %s: %s", path, err)
 
 
 def _read_counts(prefix: str) -> list[tuple[str, str, int]]:
@@ -167,7 +170,8 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     started = datetime.now(UTC)
     checked: CheckedOptions = check_options(options, to_micros(started))
     run_id = checked.run_id or new_run_id(started)
-    ctx = ImportContext(run_id, to_micros(started), checked.datasource_id)
+    launch = secrets.token_hex(4)  # this launch of the run: names its staging tables, work folder and jobs
+    ctx = ImportContext(run_id, to_micros(started), checked.datasource_id, launch=launch)
     local_runner = options.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner",
                                                                "BundleBasedDirectRunner")
     local_runner_defaults(options, list(argv or []))
@@ -175,13 +179,16 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     if temp_location:
         _check_temp_location(temp_location)
     temp_root = temp_location or tempfile.mkdtemp(prefix="importer-")
-    work_dir = FileSystems.join(temp_root, run_id if temp_location else "work")
+    work_dir = FileSystems.join(temp_root, f"{run_id}-{launch}" if temp_location else "work")
     accounting_prefix = FileSystems.join(work_dir, "accounting")
     tables = None
+    claimed = False
     if checked.stream is not None:
         sources = [checked.stream.subscription]
         log.info("writing to %s: %s", checked.target.where, checked.target.events)
         tables = prepare_target(checked.target, checked.stream.landing)
+        claim_run(checked.target, run_id, launch)
+        claimed = True
         pull = checked.pubsub_reader == "pull" or (checked.pubsub_reader == "auto" and local_runner)
         if pull:
             options.view_as(DirectOptions).direct_num_workers = 1  # one reader loop
@@ -202,8 +209,10 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         elif checked.target is not None:
             log.info("writing to %s: %s", checked.target.where, checked.target.events)
             tables = prepare_target(checked.target)
+            claim_run(checked.target, run_id, launch)
+            claimed = True
             sink = lambda: WriteBigQuery(checked.target, FileSystems.join(work_dir, "staging"),  # noqa: E731
-                                         run_id, checked.buckets)
+                                         run_id, checked.buckets, launch, started)
         else:
             _remove_previous_outputs(checked.output_dir)
             sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
@@ -212,23 +221,28 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
 
     clock = time.monotonic()
+    template = options.view_as(GoogleCloudOptions).template_location
     try:
         result = p.run()
         result.wait_until_finish()
-    except Exception as err:
-        if checked.target is not None and _is_target_failure(err):
-            raise TargetError(f"writing to {checked.target.where} failed: {err}. The load and the MERGE are "
-                              f"atomic, so the target holds none or all of this run's new rows; run the same "
+    except BaseException as err:
+        if claimed:
+            release_run(checked.target, run_id, launch)
+        if isinstance(err, Exception) and checked.target is not None and _is_target_failure(err):
+            raise TargetError(f"writing to {checked.target.where} failed: {err}. The write is one transaction, "
+                              f"so the target holds none or all of this run's new rows; run the same "
                               f"import again to complete it (it adds only what is missing)") from err
         raise
     finally:
-        _remove_work_files(work_dir)
+        if not template:  # a template's job has not even started: its work folder is the job's to clean
+            _remove_work_files(work_dir)
     wall = time.monotonic() - clock
-    template = options.view_as(GoogleCloudOptions).template_location
+    if claimed and checked.stream is not None and not template:
+        release_run(checked.target, run_id, launch, status="finished")
     if template:  # only the job graph was written: there is nothing to report yet
         return EXIT_OK, {"run_id": run_id, "template_location": template}
     report = run_report.assemble(_read_counts(accounting_prefix), sources)
-    _remove_local(work_dir if temp_location else temp_root)
+    _remove_work_folder(work_dir if temp_location else temp_root)
     report.update({
         "run_id": run_id,
         "started_at": started.isoformat(),

@@ -23,6 +23,7 @@ from transforms.sources import FORMATS
 from transforms.timestamps import TimestampPolicy, parse_instant
 
 DAY_MICROS = 86_400_000_000
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
@@ -153,7 +154,9 @@ class ImportOptions(PipelineOptions):
                  "letters: nothing personal is stored, but they can no longer be fixed and replayed.")
         parser.add_argument(
             "--run_id", default=None,
-            help="Id of this import run, stamped on every row and dead letter (default: generated).")
+            help="Id of this import run, stamped on every row and dead letter (default: generated): 1-64 letters, "
+                 "digits, '-' or '_', starting with a letter or digit. Re-running an import with the same id replaces "
+                 "its dead letters and conflicts; two imports running at once cannot share one.")
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,9 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
                              ("--max_line_bytes", o.max_line_bytes, 64), ("--split_bytes", o.split_bytes, 0)):
         if value < low:
             raise ValueError(f"{flag} must be at least {low} (got {value})")
+    if o.run_id is not None and not re.fullmatch(RUN_ID_PATTERN, o.run_id):
+        raise ValueError(f"--run_id={o.run_id!r} must be 1 to 64 letters, digits, '-' or '_', starting with a letter "
+                         f"or digit (it names BigQuery jobs and tables)")
     pseudonymize = tuple(c.strip() for c in o.pseudonymize.split(",") if c.strip())
     unknown = [c for c in pseudonymize if c not in PSEUDONYMIZABLE]
     if unknown:

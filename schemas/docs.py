@@ -11,6 +11,7 @@ from schemas.bigquery import CLUSTER_COLUMNS, PARTITION_COLUMN, bigquery_field
 from schemas.envelope import (
     DEAD_LETTER_COLUMNS,
     ENVELOPE,
+    IDS_COLUMNS,
     LABEL_ISSUES,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
@@ -18,6 +19,7 @@ from schemas.envelope import (
     OUTPUT_COLUMNS,
     PARSE_REASONS,
     READ_REASONS,
+    RUNS_COLUMNS,
     TIMESTAMP_REASONS,
     OutputColumn,
 )
@@ -61,9 +63,27 @@ def render() -> str:
         "",
         "### Conflicting duplicates",
         "",
-        "Same `eventId`, different content: every version is written to `conflicts/` as "
-        "`{eventId, kept, differs_from_kept, row}`; the kept one (earliest event time, then earliest "
-        "input position) is the one loaded.",
+        "Same `eventId`, different content: every version is written to `conflicts/` (the file sink) or to "
+        "`<table>_conflicts` as `{run_id, eventId, kept, differs_from_kept, row}`; the kept one (earliest event "
+        "time, then earliest input position) is the one loaded. An `eventId` that an earlier import already "
+        "stored comes back under another event time: it is not stored again (the stored version stays), "
+        "and both versions are recorded, the stored one with `kept = true`. A re-run of the same run id "
+        "replaces that run's dead letters and conflicts, so each is stored once.",
+        "",
+        "## Companion tables",
+        "",
+        "Written by the importer beside the events table, in the same transaction as its rows; analysts "
+        "rarely need them.",
+        "",
+        "`<table>__ids`: every stored `eventId` and the event time it is stored under, clustered on "
+        "`eventId`. An import looks up its new ids here, so an id is found whatever time it comes back with, "
+        "without scanning the events table.",
+        "",
+        *_columns_table(IDS_COLUMNS),
+        "",
+        "`<table>__runs`: one row per launch of an import run (its claim on the run id, and how it ended).",
+        "",
+        *_columns_table(RUNS_COLUMNS),
         "",
         "## What the importer accepts (the collector envelope)",
         "",

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+import transforms.gcs  # noqa: F401  (staged files on a GCS stand-in: STORAGE_EMULATOR_HOST)
 from schemas.bigquery import CLUSTER_COLUMNS, PARTITION_COLUMN
 from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, TableRef, TargetError
 

@@ -18,6 +18,8 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+import transforms.gcs  # noqa: F401  (Beam's GCS clients: anonymous under STORAGE_EMULATOR_HOST)
+
 FORMATS = ("ndjson", "json", "csv", "parquet")
 _FORMAT_BY_EXTENSION = {
     ".ndjson": "ndjson", ".jsonl": "ndjson", ".jsonlines": "ndjson", ".ldjson": "ndjson",
