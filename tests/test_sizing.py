@@ -73,6 +73,6 @@ def test_every_compression_the_reader_knows_is_expanded() -> None:
 
 
 def test_shuffle_objects_bound() -> None:
-    # 1M events ≈ 476 MB of Arrow, in 2 bundles, flushed every 128 MiB: at most 5 files (was 20 batches × 8)
-    assert shuffle_objects(bundles=2, arrow_bytes=476 * 10**6, flush_bytes=128 << 20) == 5
+    # 1M events ≈ 476 MB of Arrow, in 2 bundles, flushed every 32 MiB: at most 16 files (was 20 batches × 8)
+    assert shuffle_objects(bundles=2, arrow_bytes=476 * 10**6, flush_bytes=32 << 20) == 16
     assert shuffle_objects(bundles=3, arrow_bytes=(128 << 20) - 1, flush_bytes=128 << 20) == 3

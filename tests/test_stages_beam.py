@@ -20,7 +20,7 @@ from transforms.read import ReadLimits
 from transforms.records import ImportContext, RecordBatch
 from transforms.sizing import derive_buckets
 from transforms.sources import plan_reads
-from transforms.stages import FLUSH_BYTES, DedupeEvents, GatherBucketsFn, ReadValidateNormalize
+from transforms.stages import DedupeEvents, GatherBucketsFn, ReadValidateNormalize
 from transforms.timestamps import TimestampPolicy
 
 CTX = ImportContext("run-test", 1_764_000_000_000_000)
@@ -121,7 +121,7 @@ def _shuffle_files(folder) -> list:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-def _run_dedupe(tables, buckets, shuffle_dir, flush_bytes=FLUSH_BYTES):
+def _run_dedupe(tables, buckets, shuffle_dir, flush_bytes=None):
     rows, conflicts, counts = _reference(tables)
     assert conflicts and any(m == "duplicate_exact" for (_, m), _ in counts), "the fixture must have both"
     with TestPipeline(options=OPTIONS) as p:

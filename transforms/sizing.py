@@ -78,10 +78,11 @@ def derive_buckets(files: Iterable[tuple[str, int]], local: bool) -> int:
 
 def shuffle_objects(bundles: int, arrow_bytes: int, flush_bytes: int) -> int:
     """Most files the dedupe shuffle writes into a shuffle folder (local runners): one per flush, and
-    a bundle flushes each time its buffer passes ``flush_bytes`` and once more at its end, so
+    a bundle flushes each time its buffer passes ``flush_bytes`` (32 MiB) and once more at its end, so
 
         objects written ≤ bundles + ⌊Arrow bytes ÷ flush_bytes⌋,  Arrow bytes ≈ 476 × events,
 
     whatever the number of buckets (before: input batches × buckets). Bundles without rows write
-    nothing. On Dataflow nothing is written: the runner's shuffle moves ≤ flushes × buckets elements."""
+    nothing. On Dataflow nothing is written: the runner's shuffle moves ≤ flushes × buckets elements
+    (flushes of 128 MiB there)."""
     return bundles + arrow_bytes // flush_bytes

@@ -202,29 +202,40 @@ class ReadValidateNormalize(beam.PTransform):
         return rows.rows, dead, counts
 
 
-FLUSH_BYTES = 128 << 20
-"""Rows a shuffle DoFn buffers before a flush (Arrow bytes, ≈476 per normalized event: ≈280,000
-events). Measured on a 1M-event local dry run: see ``GatherBucketsFn``."""
+FLUSH_BYTES_FILES = 32 << 20
+"""Rows a shuffle DoFn buffers before it writes a file (Arrow bytes, ≈476 per normalized event: ≈70,000
+events; 12 files for 1M events, was 192). Measured on the bench's 1M-event dry run alternated with the code
+that wrote a file per batch and bucket, CPU of the process tree (the machine's load made wall times
+vary by 2×): 32 MiB 0.98× (13 rounds); 128 MiB 1.04× (18 rounds) and +190 MiB in each worker; 16 MiB
+0.96×, 64 MiB 1.01×, 256 MiB 1.09× and +500 MiB (3 rounds each). A larger buffer is more fresh memory
+to fault in at every flush."""
+
+FLUSH_BYTES_RUNNER = 128 << 20
+"""The same for the runner's shuffle (Dataflow), where a flush is buckets elements: larger flushes make
+fewer, larger elements (at 2,000 buckets, ≈140 rows each; each also carries its Arrow schema). A flush
+holds about three times this (the buffer, the gathered rows, the bucket copies), in each of a worker's
+bundles (one per vCPU on batch Dataflow, 3.75 GB each on n1-standard). Not measured on Dataflow."""
 
 
 class GatherBucketsFn(beam.DoFn):
     """Normalized tables → their rows grouped by bucket, one flush of many tables at a time.
 
-    The tables of a bundle are buffered until they pass ``flush_bytes`` (and at the end of the
-    bundle); a flush computes the bucket numbers of all its rows once and gathers them into bucket
-    order. With ``shuffle_dir`` it writes them as ONE Arrow IPC file holding a record batch per bucket
-    and yields ``(bucket, (path, batch index))``: only those go through Beam's GroupByKey, and the files
-    written are one per flush (≤ bundles + Arrow bytes ÷ ``flush_bytes``, see
-    ``transforms.sizing.shuffle_objects``), however many buckets. Without it, it yields
-    ``(bucket, table)``: the runner's own shuffle (Dataflow's) moves flushes × buckets elements, not
-    batches × buckets.
+    The tables of a bundle are buffered until they pass ``flush_bytes`` (by default
+    ``FLUSH_BYTES_FILES`` or ``FLUSH_BYTES_RUNNER``), and at the end of the bundle; a flush computes the
+    bucket numbers of all its rows once and gathers them into bucket order. With ``shuffle_dir`` it
+    writes them as ONE Arrow IPC file holding a record batch per bucket and yields ``(bucket, (path,
+    batch index))``: only those go through Beam's GroupByKey, and the files written are one per flush
+    (≤ bundles + Arrow bytes ÷ ``flush_bytes``, see ``transforms.sizing.shuffle_objects``), however
+    many buckets. Without it, it yields ``(bucket, table)``: the runner's own shuffle (Dataflow's)
+    moves flushes × buckets elements, not batches × buckets.
 
     A retried bundle writes new files (unique names); the failed attempt's files stay in the shuffle
     folder until the run's work files are removed. The import is globally windowed, so the rows of a
     bundle may share a flush and its output is emitted in the global window."""
 
-    def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int = FLUSH_BYTES) -> None:
-        self.buckets, self.shuffle_dir, self.flush_bytes = buckets, shuffle_dir, flush_bytes
+    def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int | None = None) -> None:
+        self.buckets, self.shuffle_dir = buckets, shuffle_dir
+        self.flush_bytes = flush_bytes or (FLUSH_BYTES_FILES if shuffle_dir else FLUSH_BYTES_RUNNER)
 
     def start_bundle(self) -> None:
         self._tables: list[pa.Table] = []
@@ -304,7 +315,7 @@ class DedupeEvents(beam.PTransform):
     With ``shuffle_dir`` (local runners) the rows are shuffled through Arrow files in that folder;
     with None (Dataflow) through the runner's own shuffle, as Arrow tables (``GatherBucketsFn``)."""
 
-    def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int = FLUSH_BYTES) -> None:
+    def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int | None = None) -> None:
         super().__init__()
         self.buckets, self.shuffle_dir, self.flush_bytes = buckets, shuffle_dir, flush_bytes
 
