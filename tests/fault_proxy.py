@@ -224,9 +224,11 @@ class FaultProxy:
                 self.wfile.write(body)
 
             def _error(self, status: int) -> None:
+                # a 5xx as BigQuery's transient backend error; a 4xx as a refusal that no retry cures
+                reason, state = ("backendError", "UNAVAILABLE") if status >= 500 else ("invalidQuery", "INVALID_ARGUMENT")
                 body = (f'{{"error": {{"code": {status}, "message": "injected by the fault proxy", '
-                        f'"errors": [{{"reason": "backendError", "message": "injected"}}], '
-                        f'"status": "UNAVAILABLE"}}}}').encode()
+                        f'"errors": [{{"reason": "{reason}", "message": "injected"}}], '
+                        f'"status": "{state}"}}}}').encode()
                 self._send(status, [("Content-Type", "application/json")], body)
 
             def _drop(self) -> None:

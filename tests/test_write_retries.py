@@ -257,12 +257,13 @@ def test_parquet_parts_table_is_not_needed_for_an_empty_import(bigquery_emulator
     assert pa is not None
 
 
-def test_a_transaction_that_overlaps_a_committed_write_is_cancelled_then_retried(bigquery_emulator, tmp_path):
+def test_a_transaction_that_overlaps_a_committed_write_is_cancelled_then_retried(own_emulator, tmp_path):
     """The lock itself, step by step. Import A's write transaction is open (in a session) and has read
     which ids are stored and inserted its rows; import B's write then commits, with 30 of the same ids.
     A's COMMIT must fail (both mutated the runs table: the later transaction is cancelled), and A's next
     attempt stores only what B did not. Without the UPDATE of the runs table, A would commit (insert-only
-    statements never conflict) and the 30 shared ids would be stored twice."""
+    statements never conflict) and the 30 shared ids would be stored twice. (An emulator of its own: the
+    shared one, after other tests' transactions, sometimes cancels B instead, which shows nothing.)"""
     from google.cloud import bigquery
 
     from schemas.bigquery import EVENTS_SCHEMA
@@ -270,9 +271,9 @@ def test_a_transaction_that_overlaps_a_committed_write_is_cancelled_then_retried
     from transforms.bq_merge import WriteTables, insert_new_rows_script
     from transforms.write_bigquery import EVENT_COLUMNS
 
-    target = target_for(bigquery_emulator, "lock")
+    target = target_for(own_emulator, "lock")
     prepare_target(target)
-    s = bigquery_emulator.session()
+    s = own_emulator.session()
     events = target.events
     tables = WriteTables(events, ids_table(events), runs_table(events), target.dead_letters, target.conflicts)
 
@@ -301,5 +302,27 @@ def test_a_transaction_that_overlaps_a_committed_write_is_cancelled_then_retried
         s.client.query("COMMIT TRANSACTION;", job_config=commit, job_retry=None).result(job_retry=None)
 
     bq_tables.run_script(s, script_a, {**params, "run": "run-a"}, step=("run-a", "l1", "write"))
-    stored = ids(bigquery_emulator, events)
+    stored = ids(own_emulator, events)
     assert len(stored) == len(set(stored)) == 90
+
+
+def test_a_write_that_fails_cleans_up_inside_the_job(bigquery_emulator, tmp_path):
+    """The write step itself removes its staged files and staging tables and marks its claim failed when
+    BigQuery refuses the write (a template's job has no launcher waiting to clean up after it)."""
+    target = target_for(bigquery_emulator, "failing_write")
+    prepare_target(target)
+    claim_run(target, "run-fails", "l1")
+    rows = staged_rows(tmp_path, "run-fails", [envelope(i) for i in range(10)])
+    dead = dead_letter_file(tmp_path, "run-fails", 1)
+    fault = Fault(is_merge, "error", status=400, times=None)
+    with FaultProxy(bigquery_emulator.endpoint, [fault]) as proxy:
+        with pytest.raises(Exception, match="400"):
+            write_step(target_for(proxy, "failing_write"), "run-fails", "l1", tmp_path, [rows], [dead])
+    assert fault.acted
+    assert not (tmp_path / "staging").exists(), "staged files removed by the failing step"
+    left = [t.table_id for t in bigquery_emulator.client().list_tables("local-project.failing_write")
+            if "__staging_" in t.table_id]
+    assert left == []
+    status = query(bigquery_emulator.session(), f"SELECT status FROM {runs_table(target.events).sql}")
+    assert [r["status"] for r in status] == ["failed"]
+    assert ids(bigquery_emulator, target.events) == []

@@ -59,7 +59,7 @@ def submit_or_attach(bq: BigQuerySession, job_name: str, submit: Callable[[str],
     """``submit(job_name)`` creates the job; when BigQuery already has a job of that id (a retry, a
     zombie, a lost answer to the first insert), that job is returned instead. ``look_first``: ask for
     the job before submitting (for an upload, whose files a retry may no longer have)."""
-    from google.api_core.exceptions import Conflict, NotFound
+    from google.api_core.exceptions import BadRequest, Conflict, NotFound
 
     if look_first:
         try:
@@ -71,6 +71,12 @@ def submit_or_attach(bq: BigQuerySession, job_name: str, submit: Callable[[str],
     try:
         return submit(job_name)
     except Conflict:
+        log.info("job %s was already submitted: attaching to it", job_name)
+    except BadRequest as err:
+        # the local emulator answers a second upload of one job id with 400 "Duplicate key … job_id: <id>"
+        # where BigQuery answers 409; the same meaning, so the same answer
+        if "Duplicate key" not in str(err) or job_name not in str(err):
+            raise
         log.info("job %s was already submitted: attaching to it", job_name)
     # right after a 409 the job may not be readable yet (python-bigquery issue 2134): a few tries
     for pause in (0.5, 1, 2, 4, 8, 0):

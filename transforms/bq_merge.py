@@ -15,12 +15,14 @@ One BigQuery script, one multi-statement transaction (``insert_new_rows_script``
    ``eventId``, kept in the same transaction as the events table. The events table itself is never
    scanned for ids, so the days a staged row carries do not decide what is read.
 3. **Insert** the rows whose id is new into the events table and the ids table.
-4. **Run logs**: with ``replace_run_logs``, the run's dead letters and conflicts replace whatever an
-   earlier execution of the same run id stored (delete + insert in the same transaction), so retries
-   and re-runs leave exactly one copy.
+4. **Run logs**: with ``run_logs``, the run's dead letters and conflicts are inserted unless the run id
+   already has some (a committed copy is complete: it was written in the same transaction as its
+   rows), so retries and re-runs of one run id leave exactly one copy. Insert-only on purpose: a DELETE
+   or UPDATE of an unpartitioned table is billed for the whole table (DML pricing), an insert is not.
 5. **Cross-import conflicts**: an id stored under another event time is not inserted again; both
-   versions go to the conflicts table. Reading the stored version reads only the partitions of the
-   days it is stored under (a script variable, so the filter is a constant when the statement runs).
+   versions go to the conflicts table, once per run id and eventId. Reading the stored version reads
+   only the partitions of the days it is stored under (a script variable, so the filter is a constant
+   when the statement runs).
 6. After COMMIT, one SELECT returns per ``source_uri``: staged rows, rows inserted, cross-import
    conflicts. A step that attaches to a finished script job reads the same result again.
 """
@@ -67,17 +69,19 @@ def _differs(columns: tuple[str, ...]) -> str:
 def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], *,
                            run_logs: tuple[TableRef, TableRef] | None = None, final_status: str | None = None) -> str:
     """The script (parameters ``@run``, ``@launch``, ``@detected_at``). ``source_sql`` selects the staged
-    rows, one per eventId; ``run_logs`` = (staged dead letters, staged conflicts) to replace the run's
-    own; ``final_status`` is written on the run's row at commit (e.g. ``merged``)."""
+    rows, one per eventId; ``run_logs`` = (staged dead letters, staged conflicts) to add unless
+    the run id has its logs already; ``final_status`` is written on the run's row at commit (e.g. ``merged``)."""
     cols = _cols(columns)
     logs = ""
     if run_logs is not None:
         dead, conflicts = run_logs
-        logs = (f"DELETE FROM {t.dead_letters.sql} WHERE run_id = @run;\n"
-                f"INSERT INTO {t.dead_letters.sql} SELECT * FROM {dead.sql};\n"
-                f"DELETE FROM {t.conflicts.sql} WHERE run_id = @run;\n"
-                f"INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)\n"
-                f"  SELECT run_id, eventId, kept, differs_from_kept, `row`, detected_at FROM {conflicts.sql};\n")
+        logs = (f"IF NOT EXISTS (SELECT 1 FROM {t.dead_letters.sql} WHERE run_id = @run) THEN\n"
+                f"  INSERT INTO {t.dead_letters.sql} SELECT * FROM {dead.sql};\n"
+                f"END IF;\n"
+                f"IF NOT EXISTS (SELECT 1 FROM {t.conflicts.sql} WHERE run_id = @run) THEN\n"
+                f"  INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)\n"
+                f"  SELECT run_id, eventId, kept, differs_from_kept, `row`, detected_at FROM {conflicts.sql};\n"
+                f"END IF;\n")
     status = f"UPDATE {t.runs.sql} SET status = '{final_status}', updated_at = CURRENT_TIMESTAMP() " \
              f"WHERE run_id = @run AND launch = @launch;\n" if final_status else ""
     return f"""DECLARE stored_days ARRAY<DATE> DEFAULT [];
@@ -99,11 +103,13 @@ INSERT INTO {t.ids.sql} (eventId, {PARTITION_COLUMN}, import_run_id)
   SELECT eventId, {PARTITION_COLUMN}, import_run_id FROM staged WHERE eventId NOT IN (SELECT eventId FROM present);
 {logs}CREATE TEMP TABLE moved AS
   SELECT S.eventId FROM staged S JOIN present P ON P.eventId = S.eventId WHERE P.stored_at != S.{PARTITION_COLUMN};
+CREATE TEMP TABLE moved_new AS
+  SELECT eventId FROM moved WHERE eventId NOT IN (SELECT eventId FROM {t.conflicts.sql} WHERE run_id = @run);
 SET stored_days = (SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(stored_at)), []) FROM present
-                   WHERE eventId IN (SELECT eventId FROM moved));
+                   WHERE eventId IN (SELECT eventId FROM moved_new));
 CREATE TEMP TABLE stored AS
   SELECT * FROM {t.events.sql} WHERE DATE({PARTITION_COLUMN}) IN UNNEST(stored_days)
-  AND eventId IN (SELECT eventId FROM moved);
+  AND eventId IN (SELECT eventId FROM moved_new);
 INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)
   SELECT @run, T.eventId, TRUE, ARRAY<STRING>[], TO_JSON_STRING(T), @detected_at FROM stored T
   UNION ALL
@@ -120,3 +126,12 @@ def outcome_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
     """The script's last result as ``{source_uri: {staged, inserted, moved}}``."""
     return {r["source_uri"]: {"staged": int(r["staged"]), "inserted": int(r["inserted"]), "moved": int(r["moved"])}
             for r in rows}
+
+
+def end_claim(bq, runs: TableRef, run_id: str, launch: str, status: str) -> None:
+    """Mark a launch's claim ``failed`` or ``finished`` (a committed write has already set ``merged``)."""
+    from transforms.bq_tables import query
+
+    query(bq, f"UPDATE {runs.sql} SET status = @status, updated_at = CURRENT_TIMESTAMP() "
+              f"WHERE run_id = @run AND launch = @launch AND status = 'running'",
+          {"run": run_id, "launch": launch, "status": status})

@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
 from transforms import bq_tables
 from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.bq_merge import WriteTables, ids_table, insert_new_rows_script, outcome_counts, runs_table
+from transforms.bq_merge import WriteTables, end_claim, ids_table, insert_new_rows_script, outcome_counts, runs_table
 from transforms.serialize import conflict_json, dead_letter_json
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ImportOutputs, WriteParquetFn
 
@@ -49,6 +49,27 @@ def _drop_staging(bq, staging: TableRef) -> None:
         bq_tables.drop_table(bq, staging)
     except (GoogleAPIError, RetryError, RequestException) as err:
         log.warning("could not drop the staging table %s (it expires on its own within a day): %s", staging, err)
+
+
+def _target_errors() -> tuple:
+    """What BigQuery (or reaching it) raises; anything else is a bug and fails the job untouched."""
+    from google.api_core.exceptions import GoogleAPIError, RetryError
+    from requests.exceptions import RequestException
+
+    from transforms.bq_client import TargetError
+
+    return GoogleAPIError, RetryError, RequestException, TargetError
+
+
+def _refusals() -> tuple:
+    """BigQuery refused the write itself (4xx: a bad request, a missing permission, a job that failed, a
+    claim taken): every execution of the step gets the same answer, so cleaning up cannot hurt another.
+    Unreachable BigQuery and 5xx are left for a retry of the step, which needs the staged files."""
+    from google.api_core.exceptions import ClientError
+
+    from transforms.bq_client import TargetError
+
+    return ClientError, TargetError
 
 
 def _non_empty(paths: list[str]) -> list[str]:
@@ -77,6 +98,34 @@ class LoadAndMergeFn(beam.DoFn):
         return self.run_id, self.launch, name
 
     def process(self, _, row_files, dead_files, conflict_files):
+        try:
+            counts = list(self._write(row_files, dead_files, conflict_files))
+        except _refusals() as err:
+            self._give_up(err)
+            raise
+        yield from counts
+
+    def _give_up(self, err: BaseException) -> None:
+        """A write that BigQuery refused: nothing of this launch is committed (or, if the transaction
+        committed and only a later answer was refused, a retry of the step attaches to it and needs no
+        file). Staged files, staging tables and the claim are cleaned up here, inside the job, so that a
+        failed job leaves nothing behind; then the error goes on (the job fails, or a retry attaches)."""
+        log.warning("the write to %s failed (%s): removing this launch's staged files and tables",
+                    self.target.events, str(err).splitlines()[0][:300])
+        from transforms.workfiles import remove_tree
+
+        for ref in staging_tables(self.target, self.run_id, self.launch).values():
+            _drop_staging(self.bq, ref)
+        try:
+            remove_tree(self.staging_dir)
+        except Exception as cleanup:  # the failure to report is the write's
+            log.warning("could not remove the staged files under %s: %s", self.staging_dir, cleanup)
+        try:
+            end_claim(self.bq, runs_table(self.target.events), self.run_id, self.launch, "failed")
+        except _target_errors() as cleanup:
+            log.warning("could not mark run %s as failed (its claim lapses on its own): %s", self.run_id, cleanup)
+
+    def _write(self, row_files, dead_files, conflict_files):
         staging = staging_tables(self.target, self.run_id, self.launch)
         started = time.perf_counter()
         for kind, files, schema, fmt in (
