@@ -110,16 +110,13 @@ def release_run(target: BigQueryTarget, run_id: str, launch: str, status: str = 
     """A launch that ended without committing marks its claim ``failed`` (best effort: a claim left
     ``running`` lapses by itself), so the same run id can be imported again at once; a Pub/Sub import
     that stopped cleanly marks it ``finished``."""
-    from transforms import bq_tables
-    from transforms.bq_merge import runs_table
+    from transforms.bq_merge import end_claim, runs_table
 
     runs = runs_table(target.events)
     try:
         bq = target.connect()
         try:
-            bq_tables.query(bq, f"UPDATE {runs.sql} SET status = @status, updated_at = CURRENT_TIMESTAMP() "
-                                f"WHERE run_id = @run AND launch = @launch AND status = 'running'",
-                            {"run": run_id, "launch": launch, "status": status})
+            end_claim(bq, runs, run_id, launch, status)
         finally:
             bq.close()
     except _api_errors() as err:
