@@ -225,7 +225,8 @@ class FaultProxy:
 
             def _error(self, status: int) -> None:
                 # a 5xx as BigQuery's transient backend error; a 4xx as a refusal that no retry cures
-                reason, state = ("backendError", "UNAVAILABLE") if status >= 500 else ("invalidQuery", "INVALID_ARGUMENT")
+                transient = status >= 500
+                reason, state = ("backendError", "UNAVAILABLE") if transient else ("invalidQuery", "INVALID_ARGUMENT")
                 body = (f'{{"error": {{"code": {status}, "message": "injected by the fault proxy", '
                         f'"errors": [{{"reason": "{reason}", "message": "injected"}}], '
                         f'"status": "{state}"}}}}').encode()
