@@ -16,7 +16,7 @@
 #   ./run.sh template-build  build the Flex Template image + spec (IMAGE=… TEMPLATE_PATH=… PROJECT=…)
 #   ./run.sh template-run FLAGS…   start a job from the Flex Template (docs/dataflow.md)
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
-#   ./run.sh test [ARGS…]    set up and run the whole test suite (ARGS go to pytest)
+#   ./run.sh test [ARGS…]    set up and run the whole test suite on 2 workers (TEST_WORKERS=N; ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
 #   ./run.sh setup           only set up the venvs
 set -euo pipefail
@@ -155,7 +155,8 @@ case "$cmd" in
   test)
     setup_all
     set +e
-    py -m pytest "$@"
+    # two workers (one emulator each), whole files per worker: the suite's emulator tests wait on I/O
+    py -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
     code=$?
     set -e
     exit $code
