@@ -200,3 +200,92 @@ def test_normalize_urls_empty_and_all_null(values: list) -> None:
     result = normalize_urls(pa.array(values, pa.string()))
     assert result.type == pa.string()
     assert result.to_pylist() == values
+
+
+# --- user info never survives, whatever else is wrong with the URL (issue 15) -------------------------------
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://jane:s3cret@host:abc/x", "https://host:abc/x"),  # non-numeric port
+        ("https://jane:s3cret@host:99999/x", "https://host:99999/x"),  # port out of range
+        ("http://jane:s3cret@[::1/x", "http://[::1/x"),  # malformed IPv6 literal
+        ("http://jane:s3cret@[zz::1]/x", "http://[zz::1]/x"),
+        ("//jane:s3cret@host/x", "//host/x"),  # scheme-relative
+        ("app://jane:s3cret@catalogue/product/1", "app://catalogue/product/1"),  # not http(s)
+        ("APP://jane@Catalogue/x", "app://Catalogue/x"),
+        ("https:jane:s3cret@host/x", "https:host/x"),  # special scheme without slashes (WHATWG: authority)
+        ("https:\\\\jane:s3cret@host:x/", "https:\\\\host:x/"),
+        ("\x00app://jane:s3cret@host/x", "app://host/x"),  # leading control character
+        ("ht\ttp://jane:s3cret@host:abc/x", "http://host:abc/x"),  # a tab inside the scheme
+        ("https://a@b@host:abc/x", "https://host:abc/x"),  # several @: the last one ends the user info
+        ("mailto:Someone@Example.com", "mailto:Someone@Example.com"),  # no authority: not user info
+        ("https://host/path@x", "https://host/path@x"),
+    ],
+)
+def test_user_info_is_dropped_from_malformed_and_non_web_urls(url: str, expected: str) -> None:
+    assert normalize_url(url) == expected
+
+
+_SPECIAL = ("http", "https", "ws", "wss", "ftp", "file")
+
+
+def _authority(url: str) -> str | None:
+    """The authority of a URL as a browser finds it (None when it has none); written apart from the
+    normalizer's own, from the WHATWG URL standard's rules."""
+    text = url.replace("\t", "").replace("\n", "").replace("\r", "").lstrip("".join(map(chr, range(0x21))))
+    scheme, colon, rest = text.partition(":")
+    valid_scheme = colon and scheme[:1].isascii() and scheme[:1].isalpha() and all(
+        c.isascii() and (c.isalnum() or c in "+-.") for c in scheme)
+    if valid_scheme and scheme.lower() in _SPECIAL:
+        rest = rest.lstrip("/\\")
+        return rest.replace("\\", "/").split("/", 1)[0]
+    body = rest if valid_scheme else text
+    if not body.startswith("//"):
+        return None
+    return body[2:].split("/", 1)[0]
+
+
+_USERINFO = st.text(alphabet=st.characters(blacklist_characters="/\\?#@\t\n\r", codec="utf-8"), min_size=1,
+                    max_size=12)
+WITH_USERINFO = st.builds(
+    lambda scheme, user, rest: (f"{scheme}{user}@{rest}", user),
+    st.sampled_from(["http://", "HTTPS://", "ws://", "ftp://", "app://", "x-y+z://", "//", "https:", "http:\\\\",
+                     " http://", "\x00app://", "file:///"]),
+    _USERINFO,
+    st.one_of(STRUCTURED, URL_LIKE, st.text(max_size=20)),
+)
+
+
+def _userinfo(url: str) -> str | None:
+    """The user info of a URL (what comes before the last `@` of its authority), or None."""
+    authority = _authority(url.split("?", 1)[0].split("#", 1)[0])
+    return authority.rpartition("@")[0] if authority and "@" in authority else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(WITH_USERINFO.map(lambda pair: pair[0]), ANY_TEXT))
+def test_user_info_never_survives(url: str) -> None:
+    """For any input, the output holds no `@` before its host part that came from the input's user info."""
+    userinfo = _userinfo(url)
+    normalized = normalize_url(url)
+    authority = _authority(normalized)
+    if userinfo is not None and authority is not None:
+        assert (userinfo + "@").casefold() not in authority.casefold(), (url, normalized)
+    if userinfo:
+        assert (userinfo + "@").casefold() not in normalized.casefold(), (url, normalized)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # UTS #46 non-transitional, as browsers map hosts (Python's IDNA 2003 codec gave fass.de)
+        ("https://faß.de/", "https://xn--fa-hia.de/"),
+        ("https://FASS.DE/", "https://fass.de/"),
+        ("https://straße.example/a", "https://xn--strae-oqa.example/a"),
+        ("https://ẞ.example/", "https://xn--zca.example/"),
+        ("https://🙂.example/", "https://xn--938h.example/"),  # IDNA 2008 refuses emoji; browsers still encode
+        ("https://ｅｘａｍｐｌｅ.com/", "https://example.com/"),  # full-width letters mapped
+    ],
+)
+def test_hosts_are_mapped_by_uts46(url: str, expected: str) -> None:
+    assert normalize_url(url) == expected
