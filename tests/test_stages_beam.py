@@ -137,16 +137,23 @@ def _run_dedupe(tables, buckets, shuffle_dir, flush_bytes=None):
 
 @pytest.mark.parametrize("through_files", [True, False], ids=["shuffle folder", "runner's shuffle"])
 def test_dedupe_shuffle_gives_the_rows_of_one_global_dedupe(batches, tmp_path, through_files) -> None:
-    _run_dedupe(batches, BUCKETS, str(tmp_path / "shuffle") if through_files else None)
+    folder = tmp_path / "shuffle"
+    _run_dedupe(batches, BUCKETS, str(folder) if through_files else None)
+    assert not folder.exists(), "the shuffle files are removed once the buckets are resolved"
+
+
+def _gathered_files(tables, buckets, folder, flush_bytes=None) -> list:
+    """The files the shuffle writes (``DedupeEvents`` removes them once it has resolved the buckets)."""
+    with TestPipeline(options=OPTIONS) as p:
+        _ = p | beam.Create(tables) | beam.ParDo(GatherBucketsFn(buckets, str(folder), flush_bytes))
+    return _shuffle_files(folder)
 
 
 def test_shuffle_files_do_not_grow_with_buckets(batches, tmp_path) -> None:
     # one file per flush: this runner runs the stage in one bundle here, and 40 small tables never
     # reach the byte limit, so one file, whatever the bucket count (it was batches × buckets: ≈1,100)
     for buckets in (8, BUCKETS):
-        folder = tmp_path / f"shuffle-{buckets}"
-        _run_dedupe(batches, buckets, str(folder))
-        files = _shuffle_files(folder)
+        files = _gathered_files(batches, buckets, tmp_path / f"shuffle-{buckets}")
         assert 1 <= len(files) <= 3, f"{len(files)} files for {buckets} buckets"
         for f in files:
             reader = pa.ipc.open_file(pa.memory_map(str(f)))
@@ -157,10 +164,10 @@ def test_shuffle_files_do_not_grow_with_buckets(batches, tmp_path) -> None:
 
 
 def test_flushes_at_the_byte_limit(batches, tmp_path) -> None:
-    folder = tmp_path / "shuffle"
     limit = 3 * max(t.nbytes for t in batches)  # a flush every 4 tables or so: 10 files
-    _run_dedupe(batches, BUCKETS, str(folder), flush_bytes=limit)
-    assert BATCHES // 5 <= len(_shuffle_files(folder)) <= BATCHES // 2
+    files = _gathered_files(batches, BUCKETS, tmp_path / "files", flush_bytes=limit)
+    assert BATCHES // 5 <= len(files) <= BATCHES // 2
+    _run_dedupe(batches, BUCKETS, str(tmp_path / "shuffle"), flush_bytes=limit)
 
 
 def test_runner_shuffle_moves_flushes_times_buckets_elements(batches) -> None:

@@ -312,8 +312,9 @@ class ResolveBucketFn(_TimedDoFn):
 class DedupeEvents(beam.PTransform):
     """Normalized tables → one row per eventId, as (bucket, table) pairs; conflicts and counts tagged.
 
-    With ``shuffle_dir`` (local runners) the rows are shuffled through Arrow files in that folder;
-    with None (Dataflow) through the runner's own shuffle, as Arrow tables (``GatherBucketsFn``)."""
+    With ``shuffle_dir`` (local runners) the rows are shuffled through Arrow files in that folder,
+    which is removed once every bucket is resolved; with None (Dataflow) through the runner's own
+    shuffle, as Arrow tables (``GatherBucketsFn``)."""
 
     def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int | None = None) -> None:
         super().__init__()
@@ -331,4 +332,19 @@ class DedupeEvents(beam.PTransform):
             | "ResolveBuckets" >> beam.ParDo(ResolveBucketFn()).with_output_types(
                 tuple[int, pa.Table]).with_outputs(CONFLICTS, COUNTS, main="rows")
         )
+        if self.shuffle_dir:
+            _ = (tables.pipeline
+                 | "ShuffleFolder" >> beam.Create([self.shuffle_dir])
+                 | "RemoveShuffleFiles" >> beam.Map(remove_shuffle_files, beam.pvalue.AsIter(resolved.counts)))
         return resolved.rows, resolved.conflicts, resolved.counts
+
+
+def remove_shuffle_files(shuffle_dir: str, resolved) -> int:
+    """Remove the shuffle folder once every bucket is resolved: ``resolved`` (the resolve's counts, a
+    side input) is complete only then, and is not read. The files hold every row of the import (≈476
+    bytes an event): gone now, they do not share the disk with what the sink writes, and a local
+    folder beside a gs:// work folder does not outlive the run. The resolved rows are copies, not
+    views of the files."""
+    from transforms.workfiles import remove_tree
+
+    return remove_tree(shuffle_dir)
