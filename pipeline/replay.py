@@ -4,8 +4,9 @@
     python -m pipeline.replay --from_table P.D.T_dead_letters [--reason CODE] [--rejected_by RUN_ID]
                               [--source URI] IMPORT_FLAGS…
 
-The raw payloads (exact bytes, from ``raw_payload_base64`` when set) are written one per line to a
-replay file, which is then imported like any export: rows already in the target stay single (the
+The raw payloads (exact bytes, from ``raw_payload_base64`` when set) are written to a replay file
+(``.replay``: one payload per line, base64, so a payload holding line breaks stays one record), which
+is then imported like any export: rows already in the target stay single (the
 MERGE), records rejected again are dead-lettered again with the new run id, and the report accounts
 for every one. Redacted dead letters hold no payload and are skipped (and counted).
 """
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import orjson
 from apache_beam.io.filesystems import FileSystems
+from google.api_core.exceptions import GoogleAPIError
 
 from pipeline.launcher import main as import_main
-from transforms.bq_client import TableRef, make_client
+from transforms.bq_client import TableRef, TargetError, make_client
 from transforms.bq_tables import query
-from transforms.sources import expand_patterns
+from transforms.sources import REPLAY_FORMAT, expand_patterns
 
 
 def payload(dead: dict) -> bytes | None:
@@ -83,10 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     if any(f == "--input" or f.startswith("--input=") or f.startswith("--input_subscription") for f in import_flags):
         print("error: replay reads dead letters; do not give --input", file=sys.stderr)
         return 2
-    if args.dead_letters:
-        records = from_files(args.dead_letters)
-    else:
-        records = from_table(args.from_table, endpoint, args.reason, args.rejected_by, args.source)
+    if any(f == "--input_format" or f.startswith("--input_format=") for f in import_flags):
+        print("error: replay reads its own file of payloads; do not give --input_format", file=sys.stderr)
+        return 2
+    try:
+        if args.dead_letters:
+            records = from_files(args.dead_letters)
+        else:
+            records = from_table(args.from_table, endpoint, args.reason, args.rejected_by, args.source)
+    except (ValueError, OSError) as err:  # a bad table name or pattern, unreadable dead-letter files
+        print(f"error: cannot read the dead letters: {err}", file=sys.stderr)
+        return 2
+    except (GoogleAPIError, TargetError) as err:  # BigQuery unreachable, the table missing
+        print(f"error: cannot read {args.from_table}: {err}", file=sys.stderr)
+        return 3
     payloads = [payload(r) for r in records]
     redacted = sum(p is None for p in payloads)
     payloads = [p for p in payloads if p is not None]
@@ -96,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to replay", file=sys.stderr)
         return 0
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
-        path = Path(folder) / "replayed-dead-letters.ndjson"
-        # one payload per line: a payload holding a newline (it was one line when read) cannot occur
-        path.write_bytes(b"\n".join(payloads) + b"\n")
+        path = Path(folder) / f"replayed-dead-letters.{REPLAY_FORMAT}"
+        # base64: a payload may hold line breaks (a pretty-printed Pub/Sub body, a multi-line CSV row)
+        path.write_bytes(b"".join(base64.b64encode(p) + b"\n" for p in payloads))
         print(f"replaying {len(payloads)} dead letter(s)", file=sys.stderr)
         return import_main(["--input", str(path), *import_flags])
 

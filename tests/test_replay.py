@@ -63,3 +63,33 @@ def test_replay_from_the_table_with_a_filter(bigquery_emulator, tmp_path):
     assert (report["read"], report["loaded"], report["dead_lettered"]) == (1, 1, 0)
     assert count(bigquery_emulator, table) == 2
     assert count(bigquery_emulator, table, "'timestamp:filled' IN UNNEST(quality_flags)") == 1
+
+
+def _dead_letter_file(path, payloads: list[bytes]):
+    lines = [orjson.dumps({"run_id": "r", "raw_payload": p.decode("utf-8", "replace"),
+                           "raw_payload_base64": None if p.isascii() else __import__("base64").b64encode(p).decode()})
+             for p in payloads]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_a_payload_with_line_breaks_replays_as_one_record(tmp_path):
+    """A pretty-printed body (a Pub/Sub message) or a multi-line broken payload is one record."""
+    pretty = orjson.dumps(envelope(1), option=orjson.OPT_INDENT_2)
+    assert pretty.count(b"\n") > 5
+    broken = b'{\n  "key": "61a095fdd8d2e20011544831",\n  "eventId": \n}'
+    crlf_array = b"[\r\n" + line(envelope(2)) + b",\r\n" + line(envelope(3)) + b"\r\n]"
+    dead = _dead_letter_file(tmp_path / "dead.ndjson", [pretty, broken, crlf_array, "caf\xe9\n\xff".encode("latin-1")])
+    out = tmp_path / "out"
+    code = replay(["--dead_letters", str(dead), "--output_dir", str(out), "--direct_num_workers=1"])
+    report = orjson.loads((out / "import_report.json").read_bytes())["total"]
+    assert code == 0
+    assert (report["read"], report["loaded"], report["dead_lettered"]) == (5, 3, 2)
+    assert report["dead_letter_reasons"] == {"parse:invalid_json": 1, "read:invalid_utf8": 1}
+    again = [orjson.loads(x) for f in (out / "dead_letters").glob("*.ndjson") for x in f.read_bytes().splitlines()]
+    assert sorted(d["raw_payload"] for d in again if d["raw_payload_base64"] is None) == [broken.decode()]
+
+
+def test_replay_from_a_table_that_cannot_be_read_is_a_message_not_a_traceback(tmp_path, capsys):
+    assert replay(["--from_table", "not a table", "--output_dir", str(tmp_path)]) == 2
+    assert "cannot read the dead letters" in capsys.readouterr().err

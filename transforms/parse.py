@@ -6,6 +6,8 @@ is not valid UTF-8, not valid JSON, or not an object becomes a dead letter with 
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
 from schemas.envelope import ENVELOPE, PARSE_REASONS, READ_REASONS
@@ -21,6 +23,71 @@ from transforms.records import (
 
 BOM = b"\xef\xbb\xbf"
 FIELD_NAMES = tuple(f.name for f in ENVELOPE)
+JSON_WHITESPACE = b" \t\r\n"
+_ARRAY_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{},]', re.DOTALL)
+"""A string (to its closing quote, or to the end when it has none), or a bracket, brace or comma."""
+
+
+def split_json_array(body: bytes) -> list[bytes] | None:
+    """The raw text of each top-level element of a JSON array that does not parse as a whole, so that
+    one broken element (a NaN, a cut-off tail) is one dead letter and the others are still read.
+
+    Strings are skipped whole (a comma or bracket inside one does not split). An array cut off
+    before its closing bracket ends with its incomplete element. Returns None when ``body`` is not
+    one array (it does not start with `[`, or something follows its closing bracket: NDJSON lines of
+    arrays, for instance). Empty elements (`[1,,2]`) are not records and are left out."""
+    body = body.strip(JSON_WHITESPACE)
+    if body.startswith(BOM):
+        body = body[len(BOM):].lstrip(JSON_WHITESPACE)
+    if not body.startswith(b"["):
+        return None
+    elements: list[bytes] = []
+    depth, start, end = 0, 1, None
+    for token in _ARRAY_TOKENS.finditer(body, 1):
+        c = token.group()[:1]
+        if c == b'"':
+            continue
+        if c in b"[{":
+            depth += 1
+        elif c in b"]}":
+            if depth == 0:
+                end = token.start()
+                break
+            depth -= 1
+        elif depth == 0:  # a comma between two elements
+            elements.append(body[start:token.start()])
+            start = token.end()
+    if end is None:  # cut off before the closing bracket
+        elements.append(body[start:])
+    else:
+        if body[end + 1:].strip(JSON_WHITESPACE):
+            return None
+        elements.append(body[start:end])
+    return [e for e in (e.strip(JSON_WHITESPACE) for e in elements) if e]
+
+
+def parse_elements(elements: list[bytes], ctx: ImportContext, uri: str, line: int | None,
+                   max_bytes: int = 1 << 20) -> tuple[list[tuple[object, bytes, int]], list[dict]]:
+    """Parse the elements ``split_json_array`` found: ((value, raw, index) of those that parse, dead
+    letters of those that do not, each with its own index and its own text as payload)."""
+    parsed, dead = [], []
+    for index, raw in enumerate(elements):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            detail = f"{error.msg} (char {error.pos}); element {index} of the array."
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                code, detail = "read:invalid_utf8", f"Byte {bad.start}: {bad.reason}; element {index} of the array."
+            else:
+                code = "parse:invalid_json"
+            cut = len(raw) > max_bytes
+            dead.append(dead_letter(ctx, "parse", [_invalid(code, detail)], raw[:max_bytes] if cut else raw,
+                                    uri, line, index, truncated=cut, raw_size=len(raw)))
+        else:
+            parsed.append((value, compact_json(value), index))
+    return parsed, dead
 
 
 def _invalid(code: str, detail: str = "") -> dict:
@@ -58,6 +125,14 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
                     failure = None
                 except orjson.JSONDecodeError as bom_error:
                     failure = f"{bom_error.msg} (char {bom_error.pos})."
+            if failure is not None and raw.lstrip(BOM + JSON_WHITESPACE).startswith(b"["):
+                elements = split_json_array(raw)
+                if elements:  # one array with a broken element: the others still count
+                    parsed, broken = parse_elements(elements, ctx, uri, line)
+                    dead += broken
+                    for element, element_raw, index in parsed:
+                        _add_element(out, dead, ctx, element, element_raw, uri, line, index)
+                    continue
             if failure is not None:
                 try:
                     raw.decode("utf-8")
@@ -77,20 +152,22 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
             if not value:
                 dead.append(dead_letter(ctx, "parse", [_invalid("parse:empty_array")], raw, uri, line))
             for index, element in enumerate(value):
-                element_raw = compact_json(element)
-                if type(element) is dict:
-                    out.append(element, element_raw, line, index)
-                    add_fields(map(element.get, names))
-                else:
-                    dead.append(dead_letter(
-                        ctx, "parse", [_invalid("parse:not_an_object", f"Got {_json_type(element)}.")],
-                        element_raw, uri, line, index,
-                    ))
+                _add_element(out, dead, ctx, element, compact_json(element), uri, line, index)
         else:
             dead.append(dead_letter(
                 ctx, "parse", [_invalid("parse:not_an_object", f"Got {_json_type(value)}.")], raw, uri, line,
             ))
     return out, dead
+
+
+def _add_element(out: RecordBatch, dead: list[dict], ctx: ImportContext, element: object, raw: bytes, uri: str,
+                 line: int | None, index: int) -> None:
+    if type(element) is dict:
+        out.append(element, raw, line, index)
+        out.fields.extend(map(element.get, FIELD_NAMES))
+    else:
+        dead.append(dead_letter(ctx, "parse", [_invalid("parse:not_an_object", f"Got {_json_type(element)}.")],
+                                raw, uri, line, index))
 
 
 def check_objects(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:

@@ -21,9 +21,13 @@ from apache_beam.io.filesystems import FileSystems
 import transforms.gcs  # noqa: F401  (Beam's GCS clients: anonymous under STORAGE_EMULATOR_HOST)
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
+REPLAY_FORMAT = "replay"
+"""``pipeline.replay``'s own file (``.replay``): one dead letter's payload per line, base64, so a
+payload holding line breaks (a pretty-printed message body) is still one record. Not an
+``--input_format`` choice: only its extension selects it."""
 _FORMAT_BY_EXTENSION = {
     ".ndjson": "ndjson", ".jsonl": "ndjson", ".jsonlines": "ndjson", ".ldjson": "ndjson",
-    ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".replay": REPLAY_FORMAT,
 }
 _COMPRESSION_BY_EXTENSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bzip2", ".zst": "zstd",
                              ".zstd": "zstd", ".deflate": "deflate"}
