@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     import pandera.polars as pa
 
 WIRE_SUFFIX = "__wire"
+NOT_BLANK = frozenset({"eventId", "tmpId"})
+"""Required ids for which whitespace alone is no value (`eventId:blank`): an id of spaces would merge
+unrelated events in the dedupe."""
+EMPTY_IS_NULL = ("clientId", "ua", "b", "id")
+"""Optional string fields whose empty string is stored as null (with `data.transId`), the way analysts
+find anonymous users (`clientId IS NULL`)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ def _field_rules(f: EnvelopeField) -> tuple[list[tuple[pa.Check, Rule]], list[tu
     if f.min_length:
         value.append((pa.Check.str_length(min_value=f.min_length),
                       Rule(f"{f.name}:empty", f.name, f"`{f.name}` must not be empty.")))
+    if f.name in NOT_BLANK:  # an empty value breaks the `empty` rule alone
+        value.append((pa.Check.str_contains(r"^$|\S"),
+                      Rule(f"{f.name}:blank", f.name, f"`{f.name}` must not be only whitespace.")))
     if f.max_length:
         value.append((pa.Check.str_length(max_value=f.max_length),
                       Rule(f"{f.name}:too_long", f.name,

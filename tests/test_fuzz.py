@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from schemas.arrow import ROW_SCHEMA
 from transforms.normalize import normalize_batch
-from transforms.parse import parse_lines
+from transforms.parse import parse_lines, split_json_array
 from transforms.records import ImportContext, LineBatch, RecordBatch, compact_json
 from transforms.timestamps import TimestampPolicy
 from transforms.validate import validate_batch
@@ -121,7 +121,8 @@ def lines(draw) -> bytes:
 
 
 def expected_records(line: bytes) -> list[tuple[int | None]]:
-    """The indexes of the records a line holds: each element of a non-empty array, else the line."""
+    """The indexes of the records a line holds: each element of a non-empty array (also of one that does
+    not parse as a whole: each element is then a record of its own), else the line."""
     for candidate in (line, line[3:] if line.startswith(b"\xef\xbb\xbf") else None):
         if candidate is None:
             continue
@@ -132,7 +133,8 @@ def expected_records(line: bytes) -> list[tuple[int | None]]:
         if isinstance(value, list) and value:
             return list(range(len(value)))
         return [None]
-    return [None]
+    elements = split_json_array(line)
+    return list(range(len(elements))) if elements else [None]
 
 
 def run_stages(batch_lines: list[bytes]):

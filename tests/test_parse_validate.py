@@ -390,6 +390,7 @@ def test_rule_codes_follow_envelope_declarations() -> None:
             expected.add(f"{f.name}:too_long")
         if f.equals is not None:
             expected.add(f"{f.name}:unsupported")
+    expected |= {"eventId:blank", "tmpId:blank"}  # whitespace alone is no id
     assert codes_ == expected
     assert all(r.field == r.code.split(":")[0] for r in all_rules())
 

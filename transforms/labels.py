@@ -120,7 +120,7 @@ class LabelBuffers:
 
             trans = data.get("transId")
             if trans is None or type(trans) is str:
-                add_trans(trans)
+                add_trans(trans or None)  # an empty transId is no transaction: null
             elif isinstance(trans, (int, float)) and not isinstance(trans, bool):
                 add_trans(label_text(trans))
             else:

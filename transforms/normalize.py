@@ -12,9 +12,11 @@ from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.arrow import ROW_SCHEMA
 from schemas.envelope import TIMESTAMP_REASONS
+from schemas.validation import EMPTY_IS_NULL
 from transforms.agents import agents_column
 from transforms.labels import LabelBuffers
 from transforms.records import ImportContext, RecordBatch, cyclic_gc_paused, dead_letter, reason
@@ -30,7 +32,12 @@ STRING_COLUMNS = ("eventId", "key", "name", "tmpId", "clientId", "url", "ua", "b
 
 
 def _arrow_strings(frame, name: str) -> pa.Array:
-    return frame[name].to_arrow().cast(pa.string())
+    strings = frame[name].to_arrow().cast(pa.string())
+    if name in EMPTY_IS_NULL:  # an empty optional string is no value: stored as null
+        empty = pc.equal(strings, "")
+        if pc.any(empty).as_py():
+            strings = pc.if_else(empty, pa.scalar(None, pa.string()), strings)
+    return strings
 
 
 def normalize_batch(

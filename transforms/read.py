@@ -296,6 +296,13 @@ class _PhysicalLines:
         return text, size, first
 
 
+def _csv_too_long(ctx: ImportContext, uri: str, text: str, size: int, line: int, limits: ReadLimits) -> dict:
+    message = (f"{READ_REASONS['read:line_too_long']} ({size} > {limits.max_line_bytes} characters); "
+               f"payload cut to the limit.")
+    return dead_letter(ctx, "read", [reason("read:line_too_long", message)],
+                       text.encode("utf-8", "surrogateescape"), uri, line, truncated=True, raw_size=size)
+
+
 def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator:
     """CSV with a header row named like the envelope fields; an empty cell means absent.
 
@@ -323,9 +330,12 @@ def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator
                 except csv.Error as err:
                     raw_text, size, line = lines.take(limits.max_line_bytes)
                     yield Count(task.uri, "read")
-                    yield dead_letter(ctx, "parse", [reason(
-                        "parse:invalid_csv", f"{PARSE_REASONS['parse:invalid_csv']} ({err}).")],
-                        raw_text.encode("utf-8", "surrogateescape"), task.uri, line)
+                    if size > limits.max_line_bytes:  # a cell past the reader's limit
+                        yield _csv_too_long(ctx, task.uri, raw_text, size, line, limits)
+                    else:
+                        yield dead_letter(ctx, "parse", [reason(
+                            "parse:invalid_csv", f"{PARSE_REASONS['parse:invalid_csv']} ({err}).")],
+                            raw_text.encode("utf-8", "surrogateescape"), task.uri, line)
                     continue
                 raw_text, size, line = lines.take(limits.max_line_bytes)
                 if not any(cell.strip() for cell in row):
@@ -333,11 +343,7 @@ def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator
                     continue
                 if size > limits.max_line_bytes:
                     yield Count(task.uri, "read")
-                    yield dead_letter(
-                        ctx, "read", [reason("read:line_too_long", f"{READ_REASONS['read:line_too_long']} "
-                                             f"({size} > {limits.max_line_bytes} characters); payload cut to the "
-                                             f"limit.")],
-                        raw_text.encode("utf-8", "surrogateescape"), task.uri, line, truncated=True, raw_size=size)
+                    yield _csv_too_long(ctx, task.uri, raw_text, size, line, limits)
                     continue
                 cells = dict(zip(header, row))
                 try:
