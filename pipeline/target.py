@@ -25,12 +25,13 @@ def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> d
         DEAD_LETTER_TABLE_SCHEMA,
         EVENTS_SCHEMA,
         IDS_SCHEMA,
+        LANDING_MARKS_SCHEMA,
         LANDING_SCHEMA,
         RUNS_SCHEMA,
     )
     from transforms import bq_tables
     from transforms.bq_merge import ids_table, runs_table
-    from transforms.landing import LANDING_EXPIRY
+    from transforms.landing_merge import marks_table
 
     bq = target.connect()
     done = {}
@@ -43,7 +44,8 @@ def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> d
         ids = ids_table(target.events)
         done[str(ids)] = bq_tables.ensure_table(
             bq, ids, IDS_SCHEMA, f"Every eventId of {target.events} and the event time it is stored under "
-            f"(rlvt-bigquery-importer; written with the events, in one transaction).", cluster=("eventId",))
+            f"(rlvt-bigquery-importer; written with the events, in one transaction).",
+            partitioned=True, cluster=("eventId",))
         if done[str(ids)] == "created" and done[str(target.events)] != "created":
             n = _backfill_ids(bq, target.events, ids)
             done[str(ids)] = f"created, {n} id(s) copied from {target.events}"
@@ -55,9 +57,13 @@ def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> d
             bq, target.conflicts, CONFLICT_TABLE_SCHEMA, "Every version of events whose copies differ.")
         if landing is not None:
             bq_tables.ensure_dataset(bq, landing, target.location)
+            # HOUR partitions: a MERGE reads the hours its window touches; none expires before it is merged
             done[str(landing)] = bq_tables.ensure_table(
                 bq, landing, LANDING_SCHEMA, "Rows of a Pub/Sub import as they arrived, before the MERGE.",
-                partitioned=True, partition_field="landed_at", partition_expiry=LANDING_EXPIRY)
+                partitioned=True, partition_field="landed_at", granularity="HOUR")
+            done[str(marks_table(target.events))] = bq_tables.ensure_table(
+                bq, marks_table(target.events), LANDING_MARKS_SCHEMA,
+                f"How far the landing tables of {target.events} have been merged into it.")
     except _api_errors() as err:
         raise TargetError(f"cannot prepare the tables in {target.where}: {type(err).__name__}: {err}") from err
     finally:

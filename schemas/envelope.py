@@ -298,6 +298,12 @@ IDS_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("timestamp", "timestamp", "The event time it is stored under in the events table.", required=True),
     OutputColumn("import_run_id", "string", "The import run that stored it.", required=True),
 )
+LANDING_MARKS_COLUMNS: tuple[OutputColumn, ...] = (
+    OutputColumn("landing", "string", "The landing table (PROJECT.DATASET.TABLE).", required=True),
+    OutputColumn("merged_through", "timestamp", "Every row landed up to this instant (less the safety margin) "
+                 "has been merged into the events table.", required=True),
+    OutputColumn("updated_at", "timestamp", "When the mark last moved (UTC)."),
+)
 RUNS_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("run_id", "string", "Id of the import run (--run_id, or generated).", required=True),
     OutputColumn("launch", "string", "Random id of one launch of the run: a re-run of a run id is a new launch.",

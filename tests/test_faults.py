@@ -30,7 +30,6 @@ from tests.fault_proxy import (
     is_merge_poll,
     is_staging_drop,
     is_upload_data,
-    wait_for,
 )
 from transforms.bq_client import TableRef
 from transforms.bq_tables import query
@@ -211,7 +210,11 @@ def test_the_emulator_killed_mid_way_leaves_the_target_whole(make_gate, what, ow
     with FaultProxy(own_emulator.endpoint, [gate], max_hold_seconds=90) as proxy:
         proc = _start_import(proxy.endpoint, table, export)
         try:
-            wait_for(gate.reached, 120, what)
+            deadline = time.monotonic() + 300  # the whole import runs first: slow when the machine is busy
+            while not gate.reached.wait(0.5) and proc.poll() is None and time.monotonic() < deadline:
+                pass
+            early = proc.stderr.read()[-3000:] if proc.poll() is not None else ""
+            assert gate.reached.is_set(), f"{what} was not reached (exit {proc.poll()})\n{early}"
             own_emulator.stop()
             gate.release()
             out, err = proc.communicate(timeout=120)

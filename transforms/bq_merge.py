@@ -60,17 +60,22 @@ def _cols(columns: list[str], prefix: str = "") -> str:
     return ", ".join(f"{prefix}`{c}`" for c in columns)
 
 
-def _differs(columns: tuple[str, ...]) -> str:
+def differs_sql(columns: tuple[str, ...]) -> str:
     """ARRAY of the content columns in which staged row S differs from stored row T."""
     checks = ", ".join(f"IF(TO_JSON_STRING(S.`{c}`) = TO_JSON_STRING(T.`{c}`), NULL, '{c}')" for c in columns)
     return f"ARRAY(SELECT c FROM UNNEST([{checks}]) AS c WHERE c IS NOT NULL)"
 
 
 def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], *,
-                           run_logs: tuple[TableRef, TableRef] | None = None, final_status: str | None = None) -> str:
+                           run_logs: tuple[TableRef, TableRef] | None = None, final_status: str | None = None,
+                           staged_days_only: bool = False, inside: str = "") -> str:
     """The script (parameters ``@run``, ``@launch``, ``@detected_at``). ``source_sql`` selects the staged
     rows, one per eventId; ``run_logs`` = (staged dead letters, staged conflicts) to add unless
-    the run id has its logs already; ``final_status`` is written on the run's row at commit (e.g. ``merged``)."""
+    the run id has its logs already; ``final_status`` is written on the run's row at commit (e.g. ``merged``).
+    ``staged_days_only``: look the ids up only under the days of the staged rows (the ids table is
+    partitioned on them), for a stream's frequent small writes, where a scan of every id at each tick
+    would cost more than the rows; a batch import looks them up under any day. ``inside``: more
+    statements for the same transaction (before its COMMIT)."""
     cols = _cols(columns)
     logs = ""
     if run_logs is not None:
@@ -84,7 +89,12 @@ def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], 
                 f"END IF;\n")
     status = f"UPDATE {t.runs.sql} SET status = '{final_status}', updated_at = CURRENT_TIMESTAMP() " \
              f"WHERE run_id = @run AND launch = @launch;\n" if final_status else ""
+    days = days_filter = ""
+    if staged_days_only:
+        days = f"SET staged_days = (SELECT IFNULL(ARRAY_AGG(DISTINCT DATE({PARTITION_COLUMN})), []) FROM staged);\n"
+        days_filter = f"\n  WHERE DATE(I.{PARTITION_COLUMN}) IN UNNEST(staged_days)"
     return f"""DECLARE stored_days ARRAY<DATE> DEFAULT [];
+DECLARE staged_days ARRAY<DATE> DEFAULT [];
 BEGIN TRANSACTION;
 UPDATE {t.runs.sql} SET updated_at = CURRENT_TIMESTAMP() WHERE run_id = @run AND launch = @launch;
 IF @@row_count = 0 THEN
@@ -95,8 +105,9 @@ IF EXISTS (SELECT 1 FROM {t.runs.sql} WHERE run_id = @run AND launch != @launch 
   RAISE USING MESSAGE = CONCAT('rlvt: run id ', @run, ' is claimed by another live import: nothing was written');
 END IF;
 CREATE TEMP TABLE staged AS {source_sql};
-CREATE TEMP TABLE present AS
-  SELECT S.eventId, I.{PARTITION_COLUMN} AS stored_at FROM staged S JOIN {t.ids.sql} I ON I.eventId = S.eventId;
+{days}CREATE TEMP TABLE present AS
+  SELECT S.eventId, I.{PARTITION_COLUMN} AS stored_at
+  FROM staged S JOIN {t.ids.sql} I ON I.eventId = S.eventId{days_filter};
 INSERT INTO {t.events.sql} ({cols})
   SELECT {cols} FROM staged WHERE eventId NOT IN (SELECT eventId FROM present);
 INSERT INTO {t.ids.sql} (eventId, {PARTITION_COLUMN}, import_run_id)
@@ -113,9 +124,9 @@ CREATE TEMP TABLE stored AS
 INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)
   SELECT @run, T.eventId, TRUE, ARRAY<STRING>[], TO_JSON_STRING(T), @detected_at FROM stored T
   UNION ALL
-  SELECT @run, S.eventId, FALSE, {_differs(CONTENT_COLUMNS)}, TO_JSON_STRING(S), @detected_at
+  SELECT @run, S.eventId, FALSE, {differs_sql(CONTENT_COLUMNS)}, TO_JSON_STRING(S), @detected_at
   FROM staged S JOIN stored T ON T.eventId = S.eventId;
-{status}COMMIT TRANSACTION;
+{inside}{status}COMMIT TRANSACTION;
 SELECT S.source_uri, COUNT(*) AS staged, COUNTIF(P.eventId IS NULL) AS inserted,
        COUNTIF(M.eventId IS NOT NULL) AS moved
 FROM staged S LEFT JOIN present P ON P.eventId = S.eventId LEFT JOIN moved M ON M.eventId = S.eventId

@@ -82,7 +82,8 @@ def schema_differences(existing: list, wanted: list, path: str = "") -> tuple[li
 
 def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], description: str,
                  partitioned: bool = False, partition_field: str = PARTITION_COLUMN,
-                 partition_expiry: timedelta | None = None, cluster: tuple[str, ...] | None = None) -> str:
+                 partition_expiry: timedelta | None = None, cluster: tuple[str, ...] | None = None,
+                 granularity: str = "DAY") -> str:
     """Create the table from the schema source, or check (and extend) an existing one. ``cluster``:
     clustering columns (default: the events table's when partitioned on its event time).
 
@@ -100,7 +101,7 @@ def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], de
         table.description = description
         if partitioned:
             table.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field=partition_field,
+                type_=getattr(bigquery.TimePartitioningType, granularity), field=partition_field,
                 expiration_ms=int(partition_expiry.total_seconds() * 1000) if partition_expiry else None)
             if partition_field == PARTITION_COLUMN and cluster is None:
                 cluster = CLUSTER_COLUMNS
@@ -108,6 +109,11 @@ def ensure_table(bq: BigQuerySession, ref: TableRef, schema_json: list[dict], de
             table.clustering_fields = list(cluster)
         bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
         return "created"
+    if partitioned and partition_field == "landed_at" and table.time_partitioning is not None \
+            and partition_expiry is None and table.time_partitioning.expiration_ms:
+        # an earlier version let landing partitions expire: rows must stay until they are merged
+        table.time_partitioning.expiration_ms = None
+        bq.client.update_table(table, ["time_partitioning"], retry=bq.retry(), timeout=bq.timeout)
     add, problems = schema_differences(list(table.schema), wanted)
     if problems:
         raise TargetError(f"table {ref} is not compatible with the importer's schema: " + "; ".join(problems)

@@ -1,39 +1,81 @@
-"""The landing table of a Pub/Sub import: rows appended as messages arrive, MERGEd into the target.
+"""The landing table of a Pub/Sub import: rows appended as messages arrive (``transforms.landing_merge``
+MERGEs them into the target).
 
 Streaming inserts (insertAll) append rows and dead letters; a message is acknowledged only after they
-are accepted. A periodic MERGE moves the landed rows of a recent window into the target, keeping one
-row per eventId with the same winner rule as the file import (``dedupe.WINNER_ORDER``), so redelivered
-messages never produce duplicate rows.
+are accepted. Requests are sized by bytes under the API's limit, and a row the table refuses becomes a
+dead letter (with its message's payload) instead of failing the batch: one bad row never stalls a stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import orjson
 import pyarrow as pa
 
-from schemas.arrow import ROW_SCHEMA
-from schemas.bigquery import PARTITION_COLUMN
-from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, BigQueryTarget, TableRef, TargetError
-from transforms.bq_tables import query, run_script
-from transforms.dedupe import WINNER_ORDER, resolve_bucket
+from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, TableRef, TargetError
+from transforms.messages import Message, ProcessedMessages
+from transforms.records import ImportContext, dead_letter
 from transforms.serialize import dead_letter_json, iso_micros, row_json
 
-EVENT_COLUMNS = ROW_SCHEMA.names
-LANDING_EXPIRY = timedelta(days=7)
-INSERT_CHUNK = 500
+MAX_REQUEST_BYTES = 9 << 20
+"""insertAll takes at most 10 MB per HTTP request (https://cloud.google.com/bigquery/quotas#streaming_inserts);
+9 MiB of rows leaves room for the request's own JSON (insertIds, keys, brackets)."""
+MAX_REQUEST_ROWS = 500
+"""BigQuery recommends at most 500 rows per insertAll request (same page)."""
 
 
-def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: list[str]) -> None:
-    for start in range(0, len(rows), INSERT_CHUNK):
-        errors = bq.client.insert_rows_json(
-            table.api_id, rows[start:start + INSERT_CHUNK], row_ids=row_ids[start:start + INSERT_CHUNK],
-            retry=bq.retry(), timeout=bq.timeout)
-        if errors:
-            raise TargetError(f"{table} refused {len(errors)} row(s); first: {errors[0]}")
+def request_chunks(sizes: list[int], max_bytes: int = MAX_REQUEST_BYTES,
+                   max_rows: int = MAX_REQUEST_ROWS) -> tuple[list[list[int]], list[int]]:
+    """Indexes of rows grouped into requests of at most ``max_bytes`` and ``max_rows``, in order; and the
+    indexes of rows that fit in no request (larger than ``max_bytes`` alone)."""
+    chunks: list[list[int]] = []
+    too_large: list[int] = []
+    current: list[int] = []
+    size = 0
+    for i, n in enumerate(sizes):
+        if n > max_bytes:
+            too_large.append(i)
+            continue
+        if current and (size + n > max_bytes or len(current) == max_rows):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks, too_large
+
+
+def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: list[str]) -> dict[int, str]:
+    """Insert ``rows`` in byte-sized requests; returns ``{index: why}`` of the rows the table refused.
+
+    insertAll refuses a whole request when one row is invalid (the others come back ``stopped``): the
+    invalid rows are taken out and the rest is sent again with the same insertIds, once."""
+    encoded = [orjson.dumps(r) for r in rows]
+    chunks, too_large = request_chunks([len(e) for e in encoded])
+    refused = {i: f"row of {len(encoded[i]):,} bytes: larger than one insert request may be" for i in too_large}
+    for chunk in chunks:
+        for attempt in range(2):
+            errors = bq.client.insert_rows_json(
+                table.api_id, [rows[i] for i in chunk], row_ids=[row_ids[i] for i in chunk],
+                retry=bq.retry(), timeout=bq.timeout)
+            if not errors:
+                break
+            invalid = {}
+            for e in errors:
+                reasons = [x for x in e.get("errors", []) if x.get("reason") != "stopped"]
+                if reasons:
+                    invalid[chunk[e["index"]]] = "; ".join(f"{x.get('reason')}: {x.get('message')}" for x in reasons)
+            if not invalid or attempt:
+                raise TargetError(f"{table} refused {len(errors)} row(s) and named no invalid one: {errors[:3]}")
+            refused.update(invalid)
+            chunk = [i for i in chunk if i not in invalid]
+            if not chunk:
+                break
+    return refused
 
 
 def _insert_ids(n: int) -> list[str]:
@@ -43,87 +85,100 @@ def _insert_ids(n: int) -> list[str]:
     return [f"{batch}/{i}" for i in range(n)]
 
 
-def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_micros: int) -> None:
-    """Append normalized rows to the landing table."""
+def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_micros: int) -> list[tuple[dict, str]]:
+    """Append normalized rows to the landing table; returns the rows it refused, with why."""
     if not rows.num_rows:
-        return
+        return []
     landed = iso_micros(landed_micros)
     records = [{**orjson.loads(row_json(r)), "landed_at": landed} for r in rows.to_pylist()]
-    _insert(bq, landing, records, _insert_ids(len(records)))
+    refused = _insert(bq, landing, records, _insert_ids(len(records)))
+    return [(records[i], why) for i, why in sorted(refused.items())]
 
 
-def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> None:
+def refused_dead_letters(refused: list[tuple[dict, str]], messages: list[Message], subscription: str,
+                         ctx: ImportContext) -> list[dict]:
+    """Dead letters (stage ``load``, reason ``bigquery:refused``) of rows the landing table refused, each
+    with its message's payload (a replay re-reads the message) and lineage."""
+    by_id = {m.message_id: m for m in messages}
+    dead = []
+    for row, why in refused:
+        message = by_id.get(row.get("source_message_id"))
+        raw = message.data if message is not None else orjson.dumps(row)
+        d = dead_letter(ctx, "load", [{"code": "bigquery:refused", "field": None, "message": why[:1000],
+                                       "value": None}], raw, subscription, None, row.get("source_index"))
+        if message is not None:
+            d["source_message_id"] = message.message_id
+            d["source_attributes"] = row.get("source_attributes")
+        dead.append(d)
+    return dead
+
+
+def land_batch(bq: BigQuerySession, landing: TableRef, dead_letters: TableRef, processed: ProcessedMessages,
+               messages: list[Message], subscription: str, ctx: ImportContext, landed_micros: int) -> Counter:
+    """Land one processed batch of messages: rows, then dead letters (a refused row among them). Returns
+    the counts to add to ``processed.counts`` (refused rows are dead letters, not rows)."""
+    refused = append_rows(bq, landing, processed.rows, landed_micros)
+    extra: Counter = Counter()
+    dead = processed.dead_letters
+    if refused:
+        more = refused_dead_letters(refused, messages, subscription, ctx)
+        dead = dead + more
+        extra["dead_lettered"] += len(more)
+        extra["dead_letter:bigquery:refused"] += len(more)
+    append_dead_letters(bq, dead_letters, dead)
+    return extra
+
+
+def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> int:
+    """Append dead letters; returns how many of them the table held already (not stored again).
+
+    A Pub/Sub message delivered again (its run was killed after landing it, before acknowledging it)
+    gives the same dead letters again, with the same key (``source_uri``, ``source_message_id``,
+    ``stage``, ``source_index``). Each is stored once: one query looks the batch's message ids up in the
+    table and only the keys it does not hold are inserted. That holds however late the message comes
+    back; insertId deduplication alone would not (BigQuery keeps insertIds for about a minute, best
+    effort). The insertIds are derived from the key, so two deliveries landing at the same moment (the
+    only case the lookup can miss: concurrent readers) are also deduplicated by BigQuery, best effort.
+    Dead letters without a message id (not from a subscription) are inserted as they are."""
     if not dead:
-        return
-    _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in dead], _insert_ids(len(dead)))
+        return 0
+    keyed = [d for d in dead if d.get("source_message_id")]
+    stored = _stored_dead_letter_keys(bq, table, keyed) if keyed else set()
+    fresh, ids, seen = [], [], set()
+    for i, d in enumerate(dead):
+        if d.get("source_message_id"):
+            key = _dead_letter_key(d)
+            if key in stored or key in seen:
+                continue
+            seen.add(key)
+            ids.append("dl/" + hashlib.sha256(orjson.dumps(key)).hexdigest()[:40])
+        else:
+            ids.append(f"{uuid.uuid4().hex}/{i}")
+        fresh.append(d)
+    if fresh:
+        refused = _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in fresh], ids)
+        if refused:  # a dead letter that cannot be stored must fail the batch: its message is then not acked
+            raise TargetError(f"{table} refused {len(refused)} dead letter(s); first: {next(iter(refused.values()))}")
+    return len(dead) - len(fresh)
 
 
-def _winners_sql(landing: TableRef, where: str) -> str:
-    # a message delivered twice lands twice with the same lineage: the earlier landing wins the tie
-    order = ", ".join(f"`{c}` ASC NULLS LAST" for c in WINNER_ORDER) + ", landed_at ASC"
-    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
-    return (f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY eventId ORDER BY {order}) AS _rank "
-            f"FROM {landing.sql} WHERE {where}) WHERE _rank = 1")
+def _dead_letter_key(d: dict) -> tuple:
+    return (d["source_uri"], d["source_message_id"], d["stage"], d.get("source_index"))
 
 
-def merge_landed(bq: BigQuerySession, landing: TableRef, target: BigQueryTarget, since: datetime,
-                 run_id: str, launch: str, detected_at: datetime) -> int:
-    """Write the winners of the rows landed since ``since`` into the events table, in the same
-    transaction as a file import (``bq_merge``: ids looked up under any event time, concurrent
-    writers serialized); returns rows inserted."""
-    from transforms.bq_merge import WriteTables, ids_table, insert_new_rows_script, outcome_counts, runs_table
-
-    events = target.events
-    tables = WriteTables(events, ids_table(events), runs_table(events), target.dead_letters, target.conflicts)
-    since_sql = f"TIMESTAMP '{since.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}+00'"
-    sql = insert_new_rows_script(tables, _winners_sql(landing, f"landed_at >= {since_sql}"), EVENT_COLUMNS)
-    # each MERGE of a stream is its own step: a new job id every time (a doubled one inserts nothing twice)
-    step = (run_id, launch, f"merge_{uuid.uuid4().hex[:12]}")
-    rows = run_script(bq, sql, {"run": run_id, "launch": launch, "detected_at": detected_at}, step=step)
-    return sum(c["inserted"] for c in outcome_counts(rows).values())
-
-
-def run_outcomes(bq: BigQuerySession, landing: TableRef, target: TableRef, run_id: str,
-                 since: datetime) -> tuple[Counter, list[dict]]:
-    """Where the rows this run landed went: loaded, already present, exact or conflicting duplicates.
-
-    Returns (counts by metric, conflicts in the dedupe stage's shape)."""
-    params = {"run": run_id, "since": since}
-    landed = query(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT eventId) AS events, MIN({PARTITION_COLUMN}) AS lo, "
-                       f"MAX({PARTITION_COLUMN}) AS hi FROM {landing.sql} "
-                       f"WHERE import_run_id = @run AND landed_at >= @since", params)[0]
-    counts: Counter = Counter()
-    if not landed["n"]:
-        return counts, []
-    loaded = query(bq, f"SELECT COUNT(*) AS n FROM {target.sql} WHERE import_run_id = @run "
-                       f"AND {PARTITION_COLUMN} BETWEEN @lo AND @hi",
-                   {"run": run_id, "lo": landed["lo"], "hi": landed["hi"]})[0]["n"]
-    counts["loaded"] = loaded
-    counts["already_present"] = landed["events"] - loaded
-    # the same-eventId groups of this run, resolved exactly as the file import resolves a bucket
-    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
-    repeated = bq.client.query(
-        f"SELECT {cols} FROM {landing.sql} WHERE import_run_id = @run AND landed_at >= @since AND eventId IN "
-        f"(SELECT eventId FROM {landing.sql} WHERE import_run_id = @run AND landed_at >= @since "
-        f"GROUP BY eventId HAVING COUNT(*) > 1)",
-        job_config=_params(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout,
-    ).result(retry=bq.retry(), timeout=JOB_TIMEOUT_SECONDS).to_arrow(create_bqstorage_client=False)
-    conflicts: list[dict] = []
-    if repeated.num_rows:
-        result = resolve_bucket([repeated.select(EVENT_COLUMNS).cast(ROW_SCHEMA)])
-        for (_, metric), n in result.counts.items():
-            if metric != "loaded":
-                counts[metric] += n
-        conflicts = result.conflicts
-    return counts, conflicts
-
-
-def _params(params: dict):
+def _stored_dead_letter_keys(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> set[tuple]:
+    """The keys of ``dead`` the dead-letter table already holds (one query on the batch's message ids)."""
     from google.cloud import bigquery
 
-    kinds = {str: "STRING", datetime: "TIMESTAMP"}
-    return bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter(k, kinds[type(v)], v) for k, v in params.items()])
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ArrayQueryParameter("ids", "STRING", sorted({d["source_message_id"] for d in dead})),
+        bigquery.ArrayQueryParameter("uris", "STRING", sorted({d["source_uri"] for d in dead}))])
+    job = bq.client.query(
+        f"SELECT source_uri, source_message_id, stage, source_index FROM {table.sql} "
+        f"WHERE source_message_id IN UNNEST(@ids) AND source_uri IN UNNEST(@uris)",
+        job_config=config, retry=bq.retry(), job_retry=None, timeout=bq.timeout)
+    rows = job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
+    return {(r["source_uri"], r["source_message_id"], r["stage"], r["source_index"]) for r in rows}
 
 
 def append_conflicts(bq: BigQuerySession, table: TableRef, records: list[dict]) -> None:
