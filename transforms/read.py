@@ -481,6 +481,8 @@ def read_parquet(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iter
     """Parquet rows, one record each. Every column type maps to a JSON value (``_column_values``) or
     marks its row's field unreadable: a row with a value of the wrong kind is that row's dead letter,
     never the file's error."""
+    if task.size == 0:  # an empty file, as for the other formats: nothing to read (not a broken footer)
+        return
     with open_source(task.uri, "none") as f:
         parquet = pq.ParquetFile(f)
         row_no = 1

@@ -9,6 +9,7 @@ silently shortened.
 from __future__ import annotations
 
 import bz2
+import glob
 import gzip
 import io
 import zlib
@@ -84,6 +85,8 @@ def expand_patterns(patterns: list[str]) -> list[tuple[str, int]]:
     A pattern that matches nothing is an error naming it.
     """
     found: dict[str, int] = {}
+    # a file whose name holds glob characters (`export[1].ndjson`) is taken by its name, not as a pattern
+    patterns = [glob.escape(p) if _has_magic(p) and FileSystems.exists(p) else p for p in patterns]
     results = FileSystems.match(list(patterns))
     for pattern, result in zip(patterns, results):
         files = [m for m in result.metadata_list if not m.path.endswith("/")]
@@ -92,6 +95,10 @@ def expand_patterns(patterns: list[str]) -> list[tuple[str, int]]:
         for meta in files:
             found[meta.path] = meta.size_in_bytes
     return sorted(found.items())
+
+
+def _has_magic(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
 
 
 def plan_reads(files: list[tuple[str, int]], input_format: str, split_bytes: int) -> list[ReadTask]:
@@ -112,8 +119,9 @@ def plan_reads(files: list[tuple[str, int]], input_format: str, split_bytes: int
 
 
 class _StreamDecompressor(io.RawIOBase):
-    """A readable stream over a zlib or zstd compressed one that raises ``EOFError`` when the
-    input ends before the compressed stream does (both formats may hold several frames)."""
+    """A readable stream over a zlib, zstd or bzip2 compressed one that raises ``EOFError`` when the
+    input ends before the compressed stream does (each format may hold several frames); an empty
+    input is an empty stream."""
 
     def __init__(self, raw, make):
         self._raw = raw
@@ -154,8 +162,8 @@ def open_source(uri: str, compression: str):
         return raw
     if compression == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
-    if compression == "bzip2":
-        return bz2.BZ2File(raw, mode="rb")
+    if compression == "bzip2":  # like the others: an empty file is empty, a cut one raises EOFError
+        return io.BufferedReader(_StreamDecompressor(raw, bz2.BZ2Decompressor), buffer_size=1 << 20)
     if compression == "zstd":
         stream = _StreamDecompressor(raw, lambda: zstandard.ZstdDecompressor().decompressobj())
     else:  # deflate: a zlib stream, as Beam writes it

@@ -477,10 +477,12 @@ def _ids_and_lengths() -> tuple[bytes, Expect]:
     for i, (overrides, codes) in enumerate(rows, start=1):
         lines.append(dumps(env("il", i, **overrides)))
         x.bad(*codes)
+    lines.append(dumps(env("il", 50, eventId=" ")))  # whitespace alone is no id
+    x.bad("eventId:blank")
     accepted = {
         "il-256-" + "e" * 249: dict(),
         "\u00e9" * 256: dict(),
-        " ": dict(),  # whitespace is not empty: the protocol only asks for a non-empty id
+        " il-spaced ": dict(),  # spaces around an id are kept: only whitespace alone is refused
         "il-name128": dict(name="n" * 128),
         "il-tmp256": dict(tmpId="t" * 256),
         "il-empty-url": dict(url=""),
@@ -691,14 +693,146 @@ def _json_empty_array() -> tuple[bytes, Expect]:
 
 @case("json_array_truncated.json")
 def _json_array_truncated() -> tuple[bytes, Expect]:
-    x = Expect("a pretty-printed .json array cut in its second envelope: not an array, so read as NDJSON; "
-               "every non-blank line is a record that is not JSON (the file is not reported as broken)")
+    x = Expect("a pretty-printed .json array cut in its second envelope: read element by element, the "
+               "first loads, the cut one is one dead letter parse:invalid_json (the file is not reported "
+               "as broken: nothing says it was)")
     full = orjson.dumps([env("jt", 1), env("jt", 2), env("jt", 3)], option=orjson.OPT_INDENT_2)
     cut = full[: full.index(b'"jt-2"') + 3]
-    for raw in cut.split(b"\n"):
-        if raw.strip():
-            x.bad("parse:invalid_json")
+    x.good("jt-1")
+    x.bad("parse:invalid_json")
     return cut, x
+
+
+@case("json_array_one_nan.json")
+def _json_array_one_nan() -> tuple[bytes, Expect]:
+    x = Expect("a .json array of 200 envelopes, one holding NaN, one Infinity, one invalid UTF-8, one a "
+               "trailing comma: each broken element is one dead letter, every other element loads")
+    elements = [dumps(env("jn", i)) for i in range(200)]
+    elements[17] = with_raw(env("jn", 17), "v", b"NaN")
+    elements[18] = with_raw(env("jn", 18), "timestamp", b"Infinity")
+    elements[19] = dumps(env("jn", 19)).replace(b"fr-FR", b"fr\xff")
+    for i in range(200):
+        if i in (17, 18):
+            x.bad("parse:invalid_json")
+        elif i == 19:
+            x.bad("read:invalid_utf8")
+        else:
+            x.good(f"jn-{i}")
+    body = b"[\n" + b",\n".join(elements) + b",\n]\n"
+    return body, x
+
+
+@case("ndjson_array_bad_element.ndjson")
+def _ndjson_array_bad_element() -> tuple[bytes, Expect]:
+    x = Expect("NDJSON lines holding arrays with a broken element (NaN, a bare word): the other elements load")
+    lines = [b"[" + dumps(env("nb", 1)) + b",NaN," + dumps(env("nb", 2)) + b"]",
+             b"[" + dumps(env("nb", 3)) + b", undefined ]", b"[1,2"]
+    x.good("nb-1")
+    x.bad("parse:invalid_json")
+    x.good("nb-2")
+    x.good("nb-3")
+    x.bad("parse:invalid_json")
+    x.bad("parse:not_an_object")
+    x.bad("parse:not_an_object")
+    return ndjson(lines), x
+
+
+@case("userinfo_urls.ndjson")
+def _userinfo_urls() -> tuple[bytes, Expect]:
+    x = Expect("credentials in every URL shape (bad port, malformed IPv6, `//`, app deep link, special scheme "
+               "without slashes, control character first): never stored; hosts mapped by UTS #46")
+    urls = [("https://jane:s3cret@host:abc/x", "https://host:abc/x"),
+            ("https://jane:s3cret@host:99999/x", "https://host:99999/x"),
+            ("http://jane:s3cret@[::1/x", "http://[::1/x"),
+            ("//jane:s3cret@host/x", "//host/x"),
+            ("app://jane:s3cret@catalogue/p/1", "app://catalogue/p/1"),
+            ("https:jane:s3cret@host/x", "https:host/x"),
+            ("\u0001app://jane:s3cret@host/x", "app://host/x"),
+            ("https://faß.de/x", "https://xn--fa-hia.de/x")]
+    lines = []
+    for i, (url, want) in enumerate(urls, start=1):
+        lines.append(dumps(env("ui", i, url=url)))
+        x.good(f"ui-{i}")
+        x.verbatim[f"ui-{i}"] = {"url": want}
+    return ndjson(lines), x
+
+
+@case("empty_optionals.ndjson")
+def _empty_optionals() -> tuple[bytes, Expect]:
+    x = Expect("empty clientId, ua, b, id and transId: stored as null; whitespace-only eventId and tmpId: "
+               "dead letters `<field>:blank`")
+    lines = [dumps(env("eo", 1, clientId="", ua="", b="", id="", data={"transId": ""})),
+             dumps(env("eo", 2, clientId=" ", data={"transId": "T"})),
+             dumps(env("eo", 3, eventId="   ")), dumps(env("eo", 4, tmpId="\t\u3000"))]
+    x.good("eo-1")
+    x.good("eo-2")
+    x.bad("eventId:blank")
+    x.bad("tmpId:blank")
+    x.verbatim["eo-1"] = {"clientId": None, "ua": None, "b": None, "id": None, "transId": None}
+    x.verbatim["eo-2"] = {"clientId": " ", "transId": "T"}
+    return ndjson(lines), x
+
+
+@case("csv_huge_cell.csv")
+def _csv_huge_cell() -> tuple[bytes, Expect]:
+    x = Expect("CSV cells longer than the csv module's 131,072 characters and than --max_line_bytes: the row "
+               "is read:line_too_long, the rows after it load; an unclosed quote swallows the rest up to the "
+               "limit, one dead letter")
+    header = "key,tmpId,eventId,name,url,v,timestamp,data"
+    def row(i: int, data: str = "") -> str:
+        return f"{KEY},tmp-ch-{i},ch-{i},page_view,https://shop.example.com/ch/{i},1,{BASE_MS},{data}"
+    rows = [row(1), row(2, '"{""a"":""' + "x" * 200_000 + '""}"'), row(3, '"{""a"":""' + "y" * 10_000 + '""}"'),
+            row(4), row(5, '"' + "z" * 140_000 + '"'), row(6)]
+    x.good("ch-1")
+    x.bad("read:line_too_long")
+    x.good("ch-3")
+    x.good("ch-4")
+    x.bad("read:line_too_long")
+    x.good("ch-6")
+    return ("\n".join([header, *rows]) + "\n").encode(), x
+
+
+@case("export[1] (copy).ndjson")
+def _glob_name() -> tuple[bytes, Expect]:
+    x = Expect("a file name with glob characters, given by name: read as that file")
+    x.good("gn-1")
+    return ndjson([dumps(env("gn", 1))]), x
+
+
+@case("zero_bytes.ndjson.bz2")
+def _zero_bz2() -> tuple[bytes, Expect]:
+    return b"", Expect("an empty .bz2 file: read as empty, like an empty .gz")
+
+
+@case("zero_bytes.parquet")
+def _zero_parquet() -> tuple[bytes, Expect]:
+    return b"", Expect("an empty .parquet file: nothing read, like an empty .csv")
+
+
+@case("parquet_typed_columns.parquet")
+def _parquet_typed() -> tuple[bytes, Expect]:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = Expect("Parquet columns of other physical types: `data` as list<int64> (data:type for that row), "
+               "TIMESTAMP in nanoseconds (pandas' default; exact to the µs), `key` as binary, `v` as int8")
+    n = 3
+    table = pa.table({
+        "key": pa.array([KEY.encode()] * n, pa.binary()), "tmpId": [f"tmp-pt-{i}" for i in range(n)],
+        "eventId": [f"pt-{i}" for i in range(n)], "name": ["page_view"] * n,
+        "url": [f"https://shop.example.com/pt/{i}" for i in range(n)], "v": pa.array([1] * n, pa.int8()),
+        "timestamp": pa.array([(BASE_MS * 1000 + 123) * 1000 + 999] * n, pa.int64()).cast(pa.timestamp("ns")),
+        "data": pa.array([None, [1, 2], []], pa.list_(pa.int64())),
+    })
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    x.good("pt-0")
+    x.bad("data:type")
+    x.bad("data:type")
+    x.timestamps["pt-0"] = BASE_MS * 1000 + 123
+    return sink.getvalue(), x
 
 
 @case("hostile.csv")
