@@ -11,6 +11,8 @@
 #                            from its subscription into local-project.rlvt.stream_events
 #   ./run.sh publish FILES… --topic projects/P/topics/T [--subscription …]   publish lines as messages
 #   ./run.sh replay --dead_letters FILES | --from_table T [--reason C] IMPORT_FLAGS…   re-import dead letters
+#   ./run.sh merge-landed --output_table P.D.T [--landing_table …]   one MERGE of a Pub/Sub landing table
+#                            (for --merge_interval_seconds 0; deploy/scheduler/merge_landed.sh schedules it)
 #   ./run.sh dataflow FLAGS…   run an import on Dataflow (scripts/dataflow.sh submit): needs --project,
 #                            --region, --temp_location gs://…; waits for the job and prints the report
 #   ./run.sh template-build  build the Flex Template image + spec (IMAGE=… TEMPLATE_PATH=… PROJECT=…)
@@ -135,6 +137,11 @@ case "$cmd" in
     fi
     ;;
   publish) setup; use_local_pubsub; py -m pipeline.publish "$@" ;;
+  merge-landed)
+    setup
+    local_import_args "$@"
+    py -m pipeline.merge_landed "${IMPORT_ARGS[@]}"
+    ;;
   replay)
     setup
     local_import_args "$@"
@@ -162,6 +169,6 @@ case "$cmd" in
     exit $code
     ;;
   bench) setup; py bench/run_bench.py "$@" ;;
-  -h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "unknown command: $cmd (try ./run.sh help)" >&2; exit 2 ;;
 esac

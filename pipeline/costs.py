@@ -1,6 +1,7 @@
 """What an import costs on Dataflow and real BigQuery, from the code's own formulas.
 
-    python -m pipeline.costs [--write]   # the tables of docs/dataflow.md (--write: into it; a test keeps them equal)
+    python -m pipeline.costs [--write]   # the tables of docs/dataflow.md and README's Pub/Sub section
+                                         # (--write: into them; a test keeps them equal)
 
 The BigQuery side follows the statements of the write transaction (``transforms.bq_merge``) and
 BigQuery's rules for bytes processed (https://cloud.google.com/bigquery/docs/reference/standard-sql/
@@ -196,15 +197,51 @@ def render(sizes: RowSizes | None = None) -> str:
     ]) + "\n"
 
 
+def stream_merge_bytes(sizes: RowSizes, events_per_day: int, interval: float, margin: float = 120.0,
+                       days_in_window: int = 1) -> dict[str, float]:
+    """Bytes a Pub/Sub import's MERGEs process in a day (``transforms.landing_merge``), one every
+    ``interval`` seconds: each reads the landing rows of its window (the hour partitions it touches,
+    whole: ``1 + (interval + margin) / 3600`` of them on average), and the ids of the days its rows are
+    under (``days_in_window`` day partitions of the ids table, whole)."""
+    ticks = 86_400 / interval
+    hour_bytes = events_per_day / 24 * (sizes.event + 8)  # a landing row: an events row and landed_at
+    partitions = 1 + (interval + margin) / 3600
+    per_tick = {
+        "landing rows of the window (hour partitions)": partitions * hour_bytes,
+        "ids of the window's days": days_in_window * events_per_day * sizes.ids_lookup,
+        "the window's new rows and ids inserted": events_per_day / ticks * (sizes.event + sizes.ids_row),
+    }
+    return {k: v * ticks for k, v in per_tick.items()}
+
+
+def stream_table(sizes: RowSizes, rates: tuple[int, ...] = (10_000_000, 100_000_000),
+                 intervals: tuple[int, ...] = (60, 900)) -> str:
+    cases = [(r, i) for r in rates for i in intervals]
+    lines = ["| MERGE every | " + " | ".join(f"{_count(r)} events/day, {i} s" for r, i in cases) + " |",
+             "|---|" + "---:|" * len(cases)]
+    costs = [stream_merge_bytes(sizes, r, i) for r, i in cases]
+    for name in costs[0]:
+        lines.append(f"| {name} | " + " | ".join(_gb(c[name]) for c in costs) + " |")
+    totals = [sum(c.values()) for c in costs]
+    lines.append("| **a day** | " + " | ".join(f"**{_gb(t)}** (${dollars(t):,.2f})" for t in totals) + " |")
+    return "\n".join(lines)
+
+
 BEGIN, END = "<!-- costs:begin (python -m pipeline.costs) -->", "<!-- costs:end -->"
+STREAM_BEGIN, STREAM_END = "<!-- stream-costs:begin (python -m pipeline.costs) -->", "<!-- stream-costs:end -->"
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "dataflow.md")
 
 
-def embedded(doc: str, rendered: str) -> str:
-    """``doc`` with ``rendered`` between the cost markers."""
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{rendered}{END}{tail}"
+def embedded(doc: str, rendered: str, begin: str = BEGIN, end: str = END) -> str:
+    """``doc`` with ``rendered`` between the markers."""
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{rendered}{end}{tail}"
+
+
+def render_stream(sizes: RowSizes | None = None) -> str:
+    return stream_table(sizes or measured_row_sizes()) + "\n"
 
 
 if __name__ == "__main__":
@@ -212,12 +249,14 @@ if __name__ == "__main__":
     import sys
 
     logging.disable(logging.WARNING)
-    text = render()
+    sizes = measured_row_sizes()
+    text, stream = render(sizes), render_stream(sizes)
     if sys.argv[1:] == ["--write"]:
-        with open(DOC) as f:
-            doc = f.read()
-        with open(DOC, "w") as f:
-            f.write(embedded(doc, text))
-        print(f"wrote the cost tables into {DOC}")
+        for path, rendered, begin, end in ((DOC, text, BEGIN, END), (README, stream, STREAM_BEGIN, STREAM_END)):
+            with open(path) as f:
+                doc = f.read()
+            with open(path, "w") as f:
+                f.write(embedded(doc, rendered, begin, end))
+            print(f"wrote the cost tables into {path}")
     else:
-        print(text, end="")
+        print(text + "\n" + stream, end="")

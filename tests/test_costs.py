@@ -9,6 +9,8 @@ import pyarrow as pa
 
 from pipeline import costs
 
+NOW = 1_795_000_000_000_000  # 2026-11-18, in microseconds
+
 
 def test_bigquery_logical_sizes_follow_the_documented_rules():
     table = pa.table({
@@ -42,3 +44,24 @@ def test_only_the_ids_lookup_grows_with_the_table():
 def test_the_page_shows_what_the_code_computes():
     doc = Path(costs.DOC).read_text()
     assert costs.embedded(doc, costs.render()) == doc, "stale: run `.venv/bin/python -m pipeline.costs --write`"
+
+
+def test_the_readme_shows_the_stream_merge_costs_the_code_computes():
+    readme = Path(costs.README).read_text()
+    assert costs.embedded(readme, costs.render_stream(), costs.STREAM_BEGIN, costs.STREAM_END) == readme, \
+        "stale: run `.venv/bin/python -m pipeline.costs --write`"
+
+
+def test_fewer_larger_merges_cost_less_and_the_defaults_follow():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import check_options
+
+    sizes = costs.RowSizes(event=400, event_id=27, run_id=32, source_uri=40)
+    often, seldom = (sum(costs.stream_merge_bytes(sizes, 100_000_000, i).values()) for i in (60, 900))
+    assert seldom < often / 10
+    base = ["--input_subscription", "projects/test-project/subscriptions/events", "--output_table", "p-123456.d.t"]
+    local = check_options(PipelineOptions(base), NOW).stream.merge_interval
+    dataflow = check_options(PipelineOptions([*base, "--runner", "DataflowRunner"]), NOW).stream.merge_interval
+    given = check_options(PipelineOptions([*base, "--merge_interval_seconds", "30"]), NOW).stream.merge_interval
+    assert (local, dataflow, given) == (60.0, 900.0, 30.0)

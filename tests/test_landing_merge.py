@@ -154,3 +154,22 @@ def test_merge_landed_command_merges_once_and_reports(bigquery_emulator):
 
 pytestmark = pytest.mark.emulator
 
+
+
+def test_the_scheduled_example_runs_the_command_with_flags_it_accepts(tmp_path):
+    """deploy/scheduler/merge_landed.sh, printed (PRINT_ONLY=1): the Cloud Run job runs merge_landed with
+    arguments its parser takes, and Cloud Scheduler starts that job."""
+    from pipeline.merge_landed import parser
+
+    env = {"PATH": "/usr/bin:/bin", "PRINT_ONLY": "1", "PROJECT": "my-project", "REGION": "europe-west1",
+           "IMAGE": "europe-west1-docker.pkg.dev/my-project/dataflow/rlvt-importer:1",
+           "TABLE": "my-project.analytics.rlvt_events", "SERVICE_ACCOUNT": "sa@my-project.iam.gserviceaccount.com"}
+    out = subprocess.run([str(ROOT / "deploy" / "scheduler" / "merge_landed.sh")], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    deploy, schedule = out.stdout.strip().splitlines()
+    args = deploy.split("--args=")[1].split()[0].replace("\\", "").split(",")
+    assert args[:2] == ["-m", "pipeline.merge_landed"]
+    parsed = parser().parse_args(args[2:])
+    assert parsed.output_table == "my-project.analytics.rlvt_events"
+    assert "jobs/rlvt-merge-landed:run" in schedule and "--schedule" in schedule
