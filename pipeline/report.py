@@ -3,7 +3,9 @@
 Invariant, per file: read = loaded + duplicate_exact + duplicate_conflicting + dead_lettered.
 (``already_present`` joins the right-hand side when a sink reports rows it found in the target;
 ``already_present_other_time`` counts those of them stored under another event time: each is a
-cross-import conflict, recorded in the conflicts table.)
+cross-import conflict, recorded in the conflicts table. ``filtered_bot`` joins it with --drop_bots, and
+``returned_unacked`` for a subscription: the records of messages a stopped run (Ctrl-C) had pulled but
+not landed, handed back to the subscription unacknowledged, for the next run to import.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicting", "dead_lettered",
-            "filtered_bot")
+            "filtered_bot", "returned_unacked")
 
 
 def _file_entry() -> dict:
@@ -84,6 +86,9 @@ def summary(report: dict) -> str:
     ]
     for code, n in t["dead_letter_reasons"].items():
         lines.append(f"      {code:<28} {n:,}")
+    if t["returned_unacked"]:
+        lines.append(f"  returned unacked:      {t['returned_unacked']:,}   (pulled, not landed: redelivered to the "
+                     f"next run)")
     if t["label_issues"]:
         lines.append("  label issues (rows kept):")
         for code, n in t["label_issues"].items():
@@ -100,8 +105,9 @@ def summary(report: dict) -> str:
     if report["ok"]:
         present = " + already present" if t["already_present"] else ""
         bots = " + bots dropped" if t["filtered_bot"] else ""
+        returned = " + returned unacknowledged" if t["returned_unacked"] else ""
         lines.append(f"  every record accounted for: read {t['read']:,} = loaded{present} + duplicates + "
-                     f"dead-lettered{bots}")
+                     f"dead-lettered{bots}{returned}")
     else:
         lines.append("  PROBLEMS:")
         lines += [f"    - {p}" for p in report["problems"]]

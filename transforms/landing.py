@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 
 import orjson
 import pyarrow as pa
@@ -114,7 +115,8 @@ def refused_dead_letters(refused: list[tuple[dict, str]], messages: list[Message
 
 
 def land_batch(bq: BigQuerySession, landing: TableRef, dead_letters: TableRef, processed: ProcessedMessages,
-               messages: list[Message], subscription: str, ctx: ImportContext, landed_micros: int) -> Counter:
+               messages: list[Message], subscription: str, ctx: ImportContext, landed_micros: int,
+               stored: StoredDeadLetters | None = None) -> Counter:
     """Land one processed batch of messages: rows, then dead letters (a refused row among them). Returns
     the counts to add to ``processed.counts`` (refused rows are dead letters, not rows)."""
     refused = append_rows(bq, landing, processed.rows, landed_micros)
@@ -125,30 +127,50 @@ def land_batch(bq: BigQuerySession, landing: TableRef, dead_letters: TableRef, p
         dead = dead + more
         extra["dead_lettered"] += len(more)
         extra["dead_letter:bigquery:refused"] += len(more)
-    append_dead_letters(bq, dead_letters, dead)
+    append_dead_letters(bq, dead_letters, dead, stored)
     return extra
 
 
-def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> int:
+@dataclass(frozen=True)
+class StoredDeadLetters:
+    """Which dead letters of some messages a dead-letter table held when it was looked up (ahead of
+    landing, so that the lookup overlaps the landing of the batch before)."""
+
+    message_ids: frozenset
+    keys: frozenset
+
+
+def stored_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> StoredDeadLetters:
+    keyed = [d for d in dead if d.get("source_message_id")]
+    return StoredDeadLetters(frozenset(d["source_message_id"] for d in keyed),
+                             frozenset(_stored_dead_letter_keys(bq, table, keyed)) if keyed else frozenset())
+
+
+def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict],
+                        stored: StoredDeadLetters | None = None) -> int:
     """Append dead letters; returns how many of them the table held already (not stored again).
 
     A Pub/Sub message delivered again (its run was killed after landing it, before acknowledging it)
     gives the same dead letters again, with the same key (``source_uri``, ``source_message_id``,
     ``stage``, ``source_index``). Each is stored once: one query looks the batch's message ids up in the
-    table and only the keys it does not hold are inserted. That holds however late the message comes
-    back; insertId deduplication alone would not (BigQuery keeps insertIds for about a minute, best
-    effort). The insertIds are derived from the key, so two deliveries landing at the same moment (the
-    only case the lookup can miss: concurrent readers) are also deduplicated by BigQuery, best effort.
-    Dead letters without a message id (not from a subscription) are inserted as they are."""
+    table (or ``stored``, looked up ahead) and only the keys it does not hold are inserted. That holds
+    however late the message comes back; insertId deduplication alone would not (BigQuery keeps
+    insertIds for about a minute, best effort). The insertIds are derived from the key, so two
+    deliveries landing at the same moment (what the lookup can miss: concurrent readers) are also
+    deduplicated by BigQuery, best effort. Dead letters without a message id (not from a subscription)
+    are inserted as they are."""
     if not dead:
         return 0
     keyed = [d for d in dead if d.get("source_message_id")]
-    stored = _stored_dead_letter_keys(bq, table, keyed) if keyed else set()
+    known = stored.keys if stored is not None else frozenset()
+    unknown = [d for d in keyed if stored is None or d["source_message_id"] not in stored.message_ids]
+    if unknown:
+        known = known | _stored_dead_letter_keys(bq, table, unknown)
     fresh, ids, seen = [], [], set()
     for i, d in enumerate(dead):
         if d.get("source_message_id"):
             key = _dead_letter_key(d)
-            if key in stored or key in seen:
+            if key in known or key in seen:
                 continue
             seen.add(key)
             ids.append("dl/" + hashlib.sha256(orjson.dumps(key)).hexdigest()[:40])
@@ -167,7 +189,7 @@ def _dead_letter_key(d: dict) -> tuple:
 
 
 def _stored_dead_letter_keys(bq: BigQuerySession, table: TableRef, dead: list[dict]) -> set[tuple]:
-    """The keys of ``dead`` the dead-letter table already holds (one query on the batch's message ids)."""
+    """The keys of ``dead`` the dead-letter table already holds (one query on their message ids)."""
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=[
