@@ -84,6 +84,19 @@ has_flag() {  # has_flag NAME ARGS…: is --NAME among ARGS (as --NAME or --NAME
   return 1
 }
 
+wants_help() {  # -h or --help among the arguments: show the command's help, start nothing
+  for a in "$@"; do case "$a" in -h|--help) return 0 ;; esac; done
+  return 1
+}
+
+# Before starting an emulator for a command: its flags must all exist (a misspelled flag must not
+# start a service, nor later import into the default table). Only when the emulator is not already
+# up, so a running one costs nothing (the import checks its flags itself, before any work).
+check_flags_before_start() {  # check_flags_before_start import|replay ARGS…
+  scripts/bigquery_emulator.sh status >/dev/null 2>&1 && return 0
+  py -m pipeline.cli check "$@" || exit 2
+}
+
 # Fill in the local defaults of an import: where the rows go and which BigQuery.
 local_import_args() {
   local extra=()
@@ -93,6 +106,7 @@ local_import_args() {
   fi
   if { has_flag output_table "$@" || [ ${#extra[@]} -gt 0 ]; } && ! has_flag bigquery_endpoint "$@" \
      && ! has_google_credentials; then
+    check_flags_before_start "$FLAGS_OF" "$@"
     start_bigquery
     echo "no Google credentials and no --bigquery_endpoint: using the local BigQuery emulator at $LOCAL_BQ" >&2
     extra+=(--bigquery_endpoint "$LOCAL_BQ")
@@ -123,27 +137,41 @@ case "$cmd" in
     ;;
   import)
     setup
-    if has_flag input_subscription "$@"; then use_local_pubsub; fi
+    if wants_help "$@"; then py -m pipeline --help; exit 0; fi
+    FLAGS_OF=import
+    if has_flag input_subscription "$@"; then check_flags_before_start import "$@"; use_local_pubsub; fi
     local_import_args "$@"
     py -m pipeline "${IMPORT_ARGS[@]}"
     ;;
   query)
     setup
+    if wants_help "$@"; then py -m pipeline.query --help; exit 0; fi
     if has_flag bigquery_endpoint "$@" || has_google_credentials; then
       py -m pipeline.query "$@"
     else
+      check_flags_before_start query "$@"
       start_bigquery
       py -m pipeline.query --bigquery_endpoint "$LOCAL_BQ" "$@"
     fi
     ;;
-  publish) setup; use_local_pubsub; py -m pipeline.publish "$@" ;;
+  publish)
+    setup
+    if wants_help "$@"; then py -m pipeline.publish --help; exit 0; fi
+    py -m pipeline.cli check publish "$@" || exit 2
+    use_local_pubsub
+    py -m pipeline.publish "$@"
+    ;;
   merge-landed)
     setup
+    if wants_help "$@"; then py -m pipeline.merge_landed --help; exit 0; fi
+    FLAGS_OF=merge_landed
     local_import_args "$@"
     py -m pipeline.merge_landed "${IMPORT_ARGS[@]}"
     ;;
   replay)
     setup
+    if wants_help "$@"; then py -m pipeline.replay --help; exit 0; fi
+    FLAGS_OF=replay
     local_import_args "$@"
     py -m pipeline.replay "${IMPORT_ARGS[@]}"
     ;;

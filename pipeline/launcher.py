@@ -18,9 +18,11 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline import report as run_report
+from pipeline.cli import check_import_flags, import_help
 from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
+from pipeline.interrupts import Interrupted, interruptible
 from pipeline.options import CheckedOptions, check_options, normalize_argv
-from pipeline.target import claim_run, prepare_target, release_run
+from pipeline.target import claim_run, prepare_target, release_run, settle_interrupted
 from pipeline.warm_workers import worker_command
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
@@ -31,7 +33,7 @@ from transforms.write_bigquery import WriteBigQuery
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
 
 log = logging.getLogger("importer")
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET, EXIT_UNUSABLE = 0, 1, 2, 3, 4
 LOCAL_WORKERS = 2
 """Worker processes of a local import (the machine this was tuned on has two cores)."""
 
@@ -96,6 +98,59 @@ def _remove_previous_outputs(output_dir: str) -> None:
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
+
+
+def _check_writable_folder(path: str) -> None:
+    """``path`` is a folder this process can write in, or could create: raises ``OSError`` otherwise.
+    Creates nothing."""
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(20, f"{folder} is a file")
+    if folder == os.path.abspath(path):
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(13, f"Permission denied in {folder}")
+
+
+def check_output_paths(checked: CheckedOptions) -> None:
+    """Every local output path can be written, checked before anything is read or written (a bad
+    --report_path used to be found after the rows were in BigQuery); a non-empty --output_dir is
+    refused unless --overwrite (a re-run used to replace the previous run's files silently). gs://
+    paths are checked for content only: writing needs the bucket's credentials, the first write says."""
+    report = checked.report_path
+    if report and "://" not in report:
+        if os.path.isdir(report):
+            raise ValueError(f"--report_path {report} is a folder: give a file name, e.g. {report}/import_report.json")
+        try:
+            _check_writable_folder(os.path.dirname(os.path.abspath(report)))
+            if os.path.exists(report) and not os.access(report, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as err:
+            raise ValueError(f"--report_path {report} cannot be written ({err.strerror or err}): give a path the "
+                             f"import can write to") from err
+    if checked.output_dir:
+        out = checked.output_dir
+        if "://" in out:
+            present = [m.path for r in FileSystems.match([FileSystems.join(out, "**")]) for m in r.metadata_list]
+        else:
+            if os.path.exists(out) and not os.path.isdir(out):
+                raise ValueError(f"--output_dir {out} is a file, not a folder: give a folder (new or empty)")
+            present = sorted(os.listdir(out)) if os.path.isdir(out) else []
+        if present and not checked.overwrite:
+            shown = ", ".join(os.path.basename(p.rstrip("/")) for p in present[:3])
+            shown += ", …" if len(present) > 3 else ""
+            raise ValueError(f"--output_dir {out} is not empty ({shown}): choose a new or empty folder, or give "
+                             f"--overwrite to replace the import's files there (rows/, dead_letters/, conflicts/, "
+                             f"import_report.json)")
+        if "://" not in out:
+            try:
+                _check_writable_folder(out)
+            except OSError as err:
+                raise ValueError(f"--output_dir {out} cannot be written ({err.strerror or err}): give a folder "
+                                 f"the import can write to") from err
 
 
 def _check_temp_location(path: str) -> None:
@@ -166,9 +221,11 @@ def _stage_seconds(result) -> dict[str, float]:
 
 def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     """Run one import; returns (exit code, report)."""
+    check_import_flags(normalize_argv(list(argv or [])))  # a misspelled flag must not run an import
     options = PipelineOptions(normalize_argv(list(argv or [])))
     started = datetime.now(UTC)
     checked: CheckedOptions = check_options(options, to_micros(started))
+    check_output_paths(checked)
     run_id = checked.run_id or new_run_id(started)
     launch = secrets.token_hex(4)  # this launch of the run: names its staging tables, work folder and jobs
     ctx = ImportContext(run_id, to_micros(started), checked.datasource_id, launch=launch)
@@ -226,6 +283,11 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         result = p.run()
         result.wait_until_finish()
     except BaseException as err:
+        if isinstance(err, Interrupted):
+            _settle(err, checked, run_id, launch, work_dir)
+            _remove_work_files(work_dir)
+            _remove_work_folder(work_dir if temp_location else temp_root)
+            err.outcome += "; temporary files removed"
         if claimed:
             release_run(checked.target, run_id, launch)
         if isinstance(err, Exception) and checked.target is not None and _is_target_failure(err):
@@ -252,8 +314,54 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         "stage_seconds": _stage_seconds(result),
         "event_time_bounds": [checked.policy.min_micros, checked.policy.max_micros],
     })
+    report["unusable_files"] = unusable_files(report)
     _write_report(report, checked, tables)
+    if report["unusable_files"]:
+        return EXIT_UNUSABLE, report
     return (EXIT_OK if report["ok"] else EXIT_BAD_INPUT), report
+
+
+def unusable_files(report: dict) -> dict[str, str]:
+    """Files that gave no usable record, and why: every record rejected (a wrong export, a wrong
+    --input_format…), or a ``.json`` file that is not JSON. Each makes the run exit 4: a run that
+    loads nothing of a file is not a success, even when every record is accounted for."""
+    from transforms.read import NOT_JSON
+
+    out = {}
+    for uri, entry in report["files"].items():
+        not_json = [m for m in entry["file_errors"] if m.startswith(NOT_JSON)]
+        if not_json:
+            out[uri] = not_json[0]
+        elif entry["read"] and entry["dead_lettered"] == entry["read"]:
+            top = max(entry["dead_letter_reasons"].items(), key=lambda kv: kv[1], default=("?", 0))[0]
+            out[uri] = f"every one of its {entry['read']:,} record(s) was rejected (most often {top})"
+    return out
+
+
+def _settle(err: Interrupted, checked: CheckedOptions, run_id: str, launch: str, work_dir: str) -> None:
+    """What an interrupted run was doing and what it leaves, in ``err.phase`` and ``err.outcome``."""
+    staged = bool(FileSystems.match([FileSystems.join(work_dir, "staging", "*")])[0].metadata_list)
+    err.phase = "reading, validating and deduplicating the rows"
+    if checked.dry_run:
+        err.outcome = "nothing was written (dry run)"
+    elif checked.target is not None:
+        if staged:
+            err.phase = "staging the rows for BigQuery"
+        reached, err.outcome = settle_interrupted(checked.target, run_id, launch, err)
+        if reached:
+            err.phase = reached
+    else:
+        out = checked.output_dir
+        written = [m.path for r in FileSystems.match([FileSystems.join(out, ROWS_DIR, "*"),
+                                                      FileSystems.join(out, DEAD_LETTERS_PREFIX + "*"),
+                                                      FileSystems.join(out, CONFLICTS_PREFIX + "*")])
+                   for m in r.metadata_list]
+        if written:
+            err.phase = "writing the output files"
+            err.outcome = (f"{out} holds an incomplete set of files ({len(written)}): run the import again with "
+                           f"--overwrite")
+        else:
+            err.outcome = f"nothing was written to {out}"
 
 
 def _write_report(report: dict, checked: CheckedOptions, tables: dict | None) -> None:
@@ -310,12 +418,19 @@ def configure_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(import_help())
+        return EXIT_OK
     for problem in (clashes := foreign_package_problems()):
         print(f"error: {problem}", file=sys.stderr)
     if clashes:
         return EXIT_USAGE
     try:
-        code, report = run(argv)
+        with interruptible():
+            code, report = run(argv)
+    except Interrupted as err:
+        print(err.line(), file=sys.stderr, flush=True)
+        return err.exit_code
     except TargetError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_TARGET
@@ -326,4 +441,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"template written to {report['template_location']}; each job it starts reports on its own")
         return code
     print(run_report.summary(report))
+    for uri, why in report.get("unusable_files", {}).items():
+        print(f"  NO USABLE RECORD in {uri}: {why}")
     return code

@@ -16,11 +16,13 @@ import secrets
 import sys
 from datetime import UTC, datetime
 
+from pipeline.cli import StrictParser
+
 EXIT_OK, EXIT_USAGE, EXIT_TARGET = 0, 2, 3
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="merge-landed", description=__doc__.split("\n\n")[0])
+    p = StrictParser(prog="./run.sh merge-landed", description=__doc__.split("\n\n")[0])
     p.add_argument("--output_table", required=True, metavar="PROJECT.DATASET.TABLE", help="The events table.")
     p.add_argument("--landing_table", default=None, metavar="PROJECT.DATASET.TABLE",
                    help="The landing table (default: OUTPUT_TABLE__landing).")

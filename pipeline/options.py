@@ -29,6 +29,24 @@ LOCAL_MERGE_INTERVAL, DATAFLOW_MERGE_INTERVAL = 60.0, 900.0
 about a thirteenth of one every 60 s at the same volume)."""
 
 
+FLAG_GROUPS: dict[str, tuple[str, ...]] = {
+    "input": ("--input", "--input_format", "--datasource_id", "--max_line_bytes"),
+    "output": ("--output_dir", "--overwrite", "--report_path", "--dry_run", "--run_id"),
+    "BigQuery": ("--output_table", "--dead_letter_table", "--conflicts_table", "--bigquery_endpoint",
+                 "--bigquery_location", "--bigquery_retry_seconds"),
+    "Pub/Sub": ("--input_subscription", "--merge_interval_seconds", "--stop_after_idle_seconds", "--max_messages",
+                "--pubsub_reader", "--landing_table"),
+    "normalization": ("--missing_timestamp", "--default_timestamp", "--timestamp_unit", "--min_event_time",
+                      "--max_event_time", "--drop_bots"),
+    "privacy": ("--pseudonymize", "--hash_key_env", "--hash_key_secret", "--redact_dead_letters"),
+    "performance": ("--buckets", "--batch_size", "--split_bytes"),
+}
+"""Every flag of the import, by the group ``--help`` shows it in (``pipeline.cli``; a flag missing here
+stops the help, and a test)."""
+DRY_RUN_HELP = ("Read, validate, normalize, dedupe and report, but write no rows, dead letters or conflicts "
+                "(Beam's own flag, given this meaning by the import; on Dataflow the job still runs).")
+
+
 def _local_runner(opts: PipelineOptions) -> bool:
     from apache_beam.options.pipeline_options import StandardOptions
 
@@ -86,6 +104,11 @@ class ImportOptions(PipelineOptions):
             "--output_dir", default=None,
             help="Folder (local or gs://) for the file sink: rows/*.parquet, dead_letters/*.ndjson, "
                  "conflicts/*.ndjson and import_report.json. Required unless --dry_run.")
+        parser.add_argument(
+            "--overwrite", action="store_true", default=False,
+            help="Let --output_dir be a folder that already holds files: the import's own files there (rows/, "
+                 "dead_letters/, conflicts/, import_report.json) are replaced. Without it a non-empty folder is "
+                 "refused before anything is read.")
         parser.add_argument(
             "--output_table", default=None, metavar="PROJECT.DATASET.TABLE",
             help="BigQuery sink: the events table (also PROJECT:DATASET.TABLE), created when absent, DAY-"
@@ -191,6 +214,7 @@ class CheckedOptions:
     split_bytes: int
     run_id: str | None
     row_policy: RowPolicy
+    overwrite: bool = False
 
 
 def _instant(flag: str, text: str) -> int:
@@ -225,6 +249,8 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         raise ValueError(f"--datasource_id={o.datasource_id!r} must be 24 lower-case hex characters")
     if o.output_dir and o.output_table:
         raise ValueError("choose one sink: --output_dir (files) or --output_table (BigQuery), not both")
+    if o.overwrite and not o.output_dir:
+        raise ValueError("--overwrite is about --output_dir: give it with --output_dir, or leave it out")
     if not o.output_dir and not o.output_table and not dry_run:
         raise ValueError("give --output_table PROJECT.DATASET.TABLE (BigQuery) or --output_dir DIR (files), "
                          "or use --dry_run")
@@ -294,5 +320,5 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         output_dir=o.output_dir, target=target, report_path=o.report_path, dry_run=dry_run,
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),
         buckets=o.buckets, batch_size=o.batch_size, max_line_bytes=o.max_line_bytes,
-        split_bytes=o.split_bytes, run_id=o.run_id, row_policy=row_policy,
+        split_bytes=o.split_bytes, run_id=o.run_id, row_policy=row_policy, overwrite=o.overwrite,
     )

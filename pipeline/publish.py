@@ -7,9 +7,9 @@ backlog into a subscription.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from pipeline.cli import StrictParser
 from transforms.read import ReadLimits, read_task
 from transforms.records import ImportContext, LineBatch
 from transforms.sources import expand_patterns, plan_reads
@@ -44,12 +44,16 @@ def publish_lines(topic: str, lines, attributes: dict | None = None) -> int:
     return len(futures)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./run.sh publish", description=__doc__.splitlines()[0])
+def parser() -> StrictParser:
+    parser = StrictParser(prog="./run.sh publish", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", help="NDJSON files or globs (compressed by extension)")
     parser.add_argument("--topic", required=True, help="projects/P/topics/T")
     parser.add_argument("--subscription", default=None, help="projects/P/subscriptions/S to create if absent")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     ensure_topic_and_subscription(args.topic, args.subscription)
     ctx = ImportContext("publish", 0)
     total = 0

@@ -8,13 +8,13 @@ microseconds, NUMERIC as a decimal string.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import orjson
 
+from pipeline.cli import StrictParser
 from transforms.bq_client import BigQuerySession, make_client
 from transforms.bq_tables import query
 
@@ -44,13 +44,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines) + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./run.sh query", description=__doc__.splitlines()[0])
+def parser() -> StrictParser:
+    parser = StrictParser(prog="./run.sh query", description=__doc__.splitlines()[0])
     parser.add_argument("sql", help="the SQL to run (standard SQL)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--bigquery_endpoint", default=None, help="emulator URL; unset: real BigQuery (ADC)")
     parser.add_argument("--project", default="local-project", help="project that runs the query")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     session = BigQuerySession(make_client(args.project, args.bigquery_endpoint), 30.0)
     try:
         rows = query(session, args.sql)

@@ -13,7 +13,6 @@ for every one. Redacted dead letters hold no payload and are skipped (and counte
 
 from __future__ import annotations
 
-import argparse
 import base64
 import sys
 import tempfile
@@ -23,7 +22,9 @@ import orjson
 from apache_beam.io.filesystems import FileSystems
 from google.api_core.exceptions import GoogleAPIError
 
+from pipeline.cli import StrictParser, UsageError, check_flags, replay_import_help, replay_own_flags
 from pipeline.launcher import main as import_main
+from pipeline.options import normalize_argv
 from transforms.bq_client import TableRef, TargetError, make_client
 from transforms.bq_tables import query
 from transforms.sources import REPLAY_FORMAT, expand_patterns
@@ -70,15 +71,38 @@ def from_table(table: str, endpoint: str | None, reason: str | None, run_id: str
         session.close()
 
 
+def parser() -> StrictParser:
+    """The replay's own flags; the others are the import's (``pipeline.cli.replay_import_help``)."""
+    parser = StrictParser(prog="./run.sh replay", description=__doc__.splitlines()[0],
+                          usage="%(prog)s (--dead_letters PATTERN | --from_table P.D.T) [--reason CODE] "
+                                "[--rejected_by RUN_ID] [--source URI] [IMPORT_FLAGS…]",
+                          epilog="IMPORT_FLAGS are the import's own (below), with the same defaults; the input is "
+                                 "the dead letters' payloads.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dead_letters", metavar="PATTERN",
+                        help="dead-letter NDJSON files (a path or glob), e.g. after a fix")
+    source.add_argument("--from_table", metavar="PROJECT.DATASET.TABLE", help="the dead-letter table to replay from")
+    parser.add_argument("--reason", metavar="CODE",
+                        help="only dead letters with a reason code starting with this (e.g. timestamp:)")
+    parser.add_argument("--rejected_by", metavar="RUN_ID", help="only dead letters of this import run id")
+    parser.add_argument("--source", metavar="URI", help="only dead letters from this source URI")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./run.sh replay", description=__doc__.splitlines()[0], add_help=True)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dead_letters", help="dead-letter NDJSON files (a path or glob), e.g. after a fix")
-    source.add_argument("--from_table", help="the dead-letter table to replay from")
-    parser.add_argument("--reason", help="only dead letters with a reason code starting with this (e.g. timestamp:)")
-    parser.add_argument("--rejected_by", help="only dead letters of this import run id")
-    parser.add_argument("--source", help="only dead letters from this source URI")
-    args, import_flags = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(parser().format_help() + "\n" + replay_import_help())
+        return 0
+    args, import_flags = parser().parse_known_args(argv)
+    try:
+        check_flags(normalize_argv(import_flags), replay_own_flags(), "./run.sh replay --help lists every flag")
+        if not args.dead_letters and not args.from_table:
+            raise UsageError("nothing to replay: give --dead_letters PATTERN (dead-letter files) or --from_table "
+                             "PROJECT.DATASET.TABLE (a dead-letter table)")
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     endpoint = next((f.split("=", 1)[1] for f in import_flags if f.startswith("--bigquery_endpoint=")), None)
     if endpoint is None and "--bigquery_endpoint" in import_flags:
         endpoint = import_flags[import_flags.index("--bigquery_endpoint") + 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from transforms.bq_client import BigQueryTarget, TableRef, TargetError
 
@@ -51,8 +52,10 @@ def prepare_target(target: BigQueryTarget, landing: TableRef | None = None) -> d
             done[str(ids)] = f"created, {n} id(s) copied from {target.events}"
         done[str(runs_table(target.events))] = bq_tables.ensure_table(
             bq, runs_table(target.events), RUNS_SCHEMA, f"Import runs writing {target.events}, and their state.")
+        # clustered by message id: a Pub/Sub import looks up the dead letters of redelivered messages
         done[str(target.dead_letters)] = bq_tables.ensure_table(
-            bq, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.")
+            bq, target.dead_letters, DEAD_LETTER_TABLE_SCHEMA, "Records the importer rejected, with reasons.",
+            cluster=("source_message_id",))
         done[str(target.conflicts)] = bq_tables.ensure_table(
             bq, target.conflicts, CONFLICT_TABLE_SCHEMA, "Every version of events whose copies differ.")
         if landing is not None:
@@ -127,3 +130,67 @@ def release_run(target: BigQueryTarget, run_id: str, launch: str, status: str = 
             bq.close()
     except _api_errors() as err:
         log.warning("could not mark run %s as %s in %s (the claim lapses on its own): %s", run_id, status, runs, err)
+
+
+def settle_interrupted(target: BigQueryTarget, run_id: str, launch: str,
+                       interrupted) -> tuple[str | None, str]:  # noqa: ANN001
+    """After an interrupted launch: (the step it had reached, None before any BigQuery job; what the
+    target holds), once none of its
+    BigQuery jobs still runs (a job goes on after its client is gone: a write transaction interrupted
+    on this side may still commit on BigQuery's). The launch's staging tables are dropped. A second
+    signal while waiting stops the wait, and the answer says what is not known."""
+    from google.api_core.exceptions import NotFound
+
+    from pipeline.interrupts import Interrupted
+    from transforms import bq_jobs, bq_tables
+    from transforms.bq_merge import runs_table
+    from transforms.write_bigquery import staging_tables
+
+    steps = (("load_rows", "loading the staged rows into BigQuery"),
+             ("load_dead_letters", "loading the staged rows into BigQuery"),
+             ("load_conflicts", "loading the staged rows into BigQuery"),
+             ("write", "the write transaction"))
+    reached, running = None, None
+    bq = target.connect()
+    try:
+        for step, words in steps:
+            for attempt in range(bq_jobs.MAX_ATTEMPTS):
+                try:
+                    job = bq.client.get_job(bq_jobs.job_id(run_id, launch, step, attempt),
+                                            location=bq.client.location, retry=bq.retry(), timeout=bq.timeout)
+                except NotFound:
+                    break
+                reached = words
+                if job.state != "DONE":
+                    running = job
+        if running is not None:
+            print(f"waiting for BigQuery job {running.job_id} to end, to tell whether the write committed "
+                  f"(Ctrl-C again to stop waiting)…", file=sys.stderr, flush=True)
+            interrupted.stoppable = True
+            try:
+                running.result(retry=bq.retry(), timeout=None)
+            except Interrupted:
+                return reached, (f"stopped waiting: BigQuery job {running.job_id} may still commit; its outcome "
+                                 f"shows in {runs_table(target.events)} (status 'merged' for run {run_id}, "
+                                 f"launch {launch})")
+            except Exception:  # the job failed: nothing committed
+                pass
+            finally:
+                interrupted.stoppable = False
+        rows = bq_tables.query(bq, f"SELECT status FROM {runs_table(target.events).sql} "
+                                   f"WHERE run_id = @run AND launch = @launch", {"run": run_id, "launch": launch})
+        merged = any(r["status"] == "merged" for r in rows)
+        for ref in staging_tables(target, run_id, launch).values():
+            try:
+                bq_tables.drop_table(bq, ref)
+            except _api_errors():
+                pass  # staging tables expire within a day on their own
+    except _api_errors() as err:
+        return reached, (f"whether the write committed could not be checked ({type(err).__name__}); "
+                                         f"see {runs_table(target.events)} (status 'merged' for run {run_id})")
+    finally:
+        bq.close()
+    if merged:
+        return "the write transaction", (f"the write had committed: {target.events} holds this run's rows (run "
+                                         f"{run_id}); run the same import again for its report (it adds nothing)")
+    return reached, f"the target is unchanged ({target.events})"

@@ -93,10 +93,12 @@ def start() -> str | None:
 
 
 def worker_command() -> str | None:
-    """The runner's worker command line when a fork server was started, else None."""
+    """The runner's worker command line when a fork server was started, else None. The runner starts it
+    through ``/bin/sh -c``; ``exec`` replaces that shell (dash forks otherwise), whose death by a Ctrl-C
+    the runner would report as a worker crash."""
     if not os.environ.get(DIR_VARIABLE):
         return None
-    return f"{shlex.quote(sys.executable)} {ATTACH_COMMAND}"
+    return f"exec {shlex.quote(sys.executable)} {ATTACH_COMMAND}"
 
 
 def stop(timeout: float = 10.0) -> None:
@@ -121,7 +123,7 @@ def serve(folder: str, lifeline: int) -> None:
     """Listen at once (an attach may come while the imports run), import what a worker needs, then
     fork a worker for each attach until the lifeline ends."""
     # Ctrl-C reaches the whole process group: the launcher stops, and the server follows it through
-    # its lifeline instead of printing a traceback of its own (workers get Python's usual handler)
+    # its lifeline instead of printing a traceback of its own (its workers ignore it too: _run_worker)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     children: list[int] = []
     lock = threading.Lock()
@@ -172,7 +174,9 @@ def serve(folder: str, lifeline: int) -> None:
 def _run_worker(worker_main, conn: socket.socket, env: dict, cwd: str, fds: list[int]) -> None:
     """In the forked child: take the attach's streams, environment and folder, run Beam's worker,
     send its exit code back, and leave."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C reaches the whole process group; the launcher stops the run and then the workers, which
+    # would otherwise each print a KeyboardInterrupt traceback (pipeline.interrupts)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn.sendall(ACCEPTED)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -227,7 +231,9 @@ def _receive(conn: socket.socket) -> tuple[dict, str, list[int]]:
 # --------------------------------------------------------------------------- the runner's worker command
 def attach() -> None:
     """Hand this process's environment and standard streams to the fork server and exit with its
-    worker's exit code; without a server, become Beam's ordinary worker process."""
+    worker's exit code; without a server, become Beam's ordinary worker process. Either way SIGINT is
+    ignored (and stays so across ``exec``): a Ctrl-C is the launcher's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     folder = os.environ.get(DIR_VARIABLE)
     if folder:
         request = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"

@@ -52,6 +52,7 @@ SHAPES: dict[str, tuple] = {
     "input_format": ("Input format", "choices"),
     "datasource_id": ("Datasource id", "datasource"),
     "output_dir": ("Output folder (file sink)", GCS_PATH, "GCS_WRITE_FOLDER"),
+    "overwrite": ("Replace the import's files in a non-empty output folder", "boolean"),
     "output_table": ("Events table (BigQuery sink)", "table"),
     "dead_letter_table": ("Dead-letter table", "table"),
     "conflicts_table": ("Conflicts table", "table"),

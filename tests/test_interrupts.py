@@ -1,0 +1,133 @@
+"""Ctrl-C and SIGTERM during a real import into the local BigQuery emulator: one line that tells the
+truth (what was running, whether the write committed), the claim released, staging tables and
+temporary files removed, exit 130 / 143, no traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.factory import envelope, line, write_ndjson
+from transforms.bq_jobs import job_id
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = 100_000
+
+
+@pytest.fixture(scope="module")
+def big_export(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("interrupts")
+    return write_ndjson(folder / "big.ndjson", [line(envelope(i)) for i in range(EVENTS)])
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    # a session of its own, signalled as a whole: a terminal's Ctrl-C reaches every process of the group
+    return subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "pipeline", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _when(condition: Callable[[], object], process: subprocess.Popen, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the import ended (exit {process.returncode}) before the moment to interrupt it:\n{err}")
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail("the moment to interrupt never came")
+
+
+def _query(emulator, sql: str) -> list[dict]:
+    from transforms.bq_tables import query
+
+    session = emulator.session()
+    try:
+        return query(session, sql)
+    finally:
+        session.close()
+
+
+def _claimed_launch(emulator, dataset: str, run_id: str) -> str | None:
+    try:
+        rows = _query(emulator, f"SELECT launch FROM `local-project.{dataset}.events__runs` WHERE run_id = '{run_id}'")
+    except Exception:  # the table is not created yet
+        return None
+    return rows[0]["launch"] if rows else None
+
+
+def _job_exists(emulator, name: str) -> bool:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        emulator.client().get_job(name)
+        return True
+    except NotFound:
+        return False
+
+
+def _leftovers(emulator, dataset: str, temp: Path) -> tuple[list[str], list[str]]:
+    tables = [t.table_id for t in emulator.client().list_tables(f"local-project.{dataset}")]
+    return [t for t in tables if "__staging_" in t], [str(p) for p in temp.rglob("*") if p.is_file()]
+
+
+def _import_args(big_export: Path, emulator, dataset: str, run_id: str, temp: Path) -> list[str]:
+    return ["--input", str(big_export), "--output_table", f"local-project.{dataset}.events", "--bigquery_endpoint",
+            emulator.endpoint, "--run_id", run_id, "--temp_location", str(temp)]
+
+
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_interrupt_while_reading_leaves_the_target_unchanged(bigquery_emulator, big_export, tmp_path, signum, code,
+                                                             name):
+    dataset, run_id, temp = f"interrupt_read_{code}", f"read-{code}", tmp_path / "temp"
+    process = _start(_import_args(big_export, bigquery_emulator, dataset, run_id, temp))
+    _when(lambda: list(temp.glob("*/shuffle/*")), process)  # the dedupe's shuffle files: rows being read
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)  # SIGTERM goes to the launcher only (as `kill PID` does)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert f"interrupted ({name}) during reading, validating and deduplicating the rows; the target is " \
+           f"unchanged (local-project.{dataset}.events); temporary files removed" in err
+    assert "Traceback" not in err and "Exception" not in err
+    assert len([x for x in err.splitlines() if "interrupted" in x]) == 1
+    assert _query(bigquery_emulator, f"SELECT COUNT(*) AS n FROM `local-project.{dataset}.events`") == [{"n": 0}]
+    status = _query(bigquery_emulator, f"SELECT status FROM `local-project.{dataset}.events__runs` "
+                                       f"WHERE run_id = '{run_id}'")
+    assert status == [{"status": "failed"}], "the claim is released: the same run id can run again at once"
+    assert _leftovers(bigquery_emulator, dataset, temp) == ([], [])
+
+
+def test_interrupt_during_the_write_tells_whether_it_committed(bigquery_emulator, big_export, tmp_path):
+    dataset, run_id, temp = "interrupt_write", "write-1", tmp_path / "temp"
+    process = _start(_import_args(big_export, bigquery_emulator, dataset, run_id, temp))
+    launch = _when(lambda: _claimed_launch(bigquery_emulator, dataset, run_id), process)
+    write_job = job_id(run_id, launch, "write")
+    _when(lambda: _job_exists(bigquery_emulator, write_job), process)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Exception" not in err
+    stored = _query(bigquery_emulator, f"SELECT COUNT(*) AS n FROM `local-project.{dataset}.events`")[0]["n"]
+    status = _query(bigquery_emulator, f"SELECT status FROM `local-project.{dataset}.events__runs` "
+                                       f"WHERE run_id = '{run_id}'")[0]["status"]
+    # the line tells the truth, whichever side of the commit the signal fell on
+    if status == "merged":
+        assert stored == EVENTS
+        assert ("interrupted (Ctrl-C) during the write transaction; the write had committed: "
+                f"local-project.{dataset}.events holds this run's rows") in err
+    else:
+        assert (stored, status) == (0, "failed")
+        assert ("interrupted (Ctrl-C) during the write transaction; the target is unchanged "
+                f"(local-project.{dataset}.events)") in err
+    assert _leftovers(bigquery_emulator, dataset, temp) == ([], [])
