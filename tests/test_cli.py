@@ -202,3 +202,45 @@ def test_impossible_options_fail_before_any_work(args, message):
     result = _cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_file_whose_every_record_is_rejected_fails_the_run(tmp_path):
+    """Before: a run that rejected 100 % of a file exited 0."""
+    good = write_ndjson(tmp_path / "good.ndjson", [line(envelope(1))])
+    bad = write_ndjson(tmp_path / "bad.ndjson", [line(envelope(i, key="nope")) for i in range(2, 5)])
+    code, report = run(["--input", str(good), "--input", str(bad), "--output_dir", str(tmp_path / "out")] + FAST)
+    assert code == 4
+    assert report["ok"], "the accounting itself balances"
+    assert report["unusable_files"] == {str(bad): "every one of its 3 record(s) was rejected (most often key:pattern)"}
+    result = _cli("--input", str(bad), "--dry_run", *FAST)
+    assert result.returncode == 4
+    assert f"NO USABLE RECORD in {bad}: every one of its 3 record(s) was rejected" in result.stdout
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, this is not JSON\nnor is this\n", "not JSON: neither one JSON document"),
+    (b'{\n  "key": "61a095fdd8d2e20011544831",\n  "eventId": "cut-off', "not JSON: neither one JSON document"),
+    (b"42\n", "not JSON: the file holds a single int value"),
+])
+def test_a_json_file_that_is_not_json_is_a_file_problem(tmp_path, content, message):
+    """Before: read line by line, each line a parse:invalid_json dead letter, and exit 0."""
+    path = tmp_path / "export.json"
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    code, report = run(["--input", str(path), "--output_dir", str(out)] + FAST)
+    assert code == 4
+    entry = report["files"][str(path)]
+    assert entry["read"] == 0 and entry["dead_lettered"] == 0, "a file problem, not a dead letter per line"
+    assert report["unusable_files"][str(path)].startswith(message)
+    assert dead_letters(out) == []
+
+
+def test_json_files_that_are_json_still_load(tmp_path):
+    one = tmp_path / "one.json"
+    one.write_bytes(orjson.dumps(envelope(1), option=orjson.OPT_INDENT_2))  # one pretty-printed envelope
+    lines = write_ndjson(tmp_path / "lines.json", [line(envelope(2)), b"{broken", line(envelope(3))])
+    out = tmp_path / "out"
+    code, report = run(["--input", str(one), "--input", str(lines), "--output_dir", str(out)] + FAST)
+    assert code == 0, report["unusable_files"]
+    assert report["files"][str(one)]["loaded"] == 1
+    assert report["files"][str(lines)]["loaded"] == 2 and report["files"][str(lines)]["dead_lettered"] == 1

@@ -196,7 +196,9 @@ def _read_all(f) -> tuple[bytes, Exception | None]:
 
 
 def read_json_document(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator:
-    """A ``.json`` file: one top-level array of envelopes; anything else is read as NDJSON.
+    """A ``.json`` file: one top-level array of envelopes, or one (pretty-printed) envelope; anything
+    else is read as NDJSON, unless no line of it is JSON either: then the file is reported as not
+    JSON (``FileError``), rather than as a dead letter per line.
 
     An array with a broken element (a NaN, a cut-off end) is read element by element: each element
     is a record of its own, and only the broken ones are dead letters."""
@@ -230,10 +232,48 @@ def read_json_document(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -
             if error is not None:
                 raise error
             return
+    elif body.strip() and error is None:
+        problem = _not_json(body)
+        if isinstance(problem, dict):  # one envelope over several lines (pretty-printed): one record
+            batch = RecordBatch(task.uri)
+            batch.append(problem, compact_json(problem), None, 0)
+            yield batch
+            return
+        if problem:
+            yield FileError(task.uri, problem)
+            return
     yield from _line_batches(_split_lines(io.BytesIO(content), 0, None, limits.max_line_bytes),
                              task.uri, ctx, limits, 1)
     if error is not None:
         raise error
+
+
+NOT_JSON = "not JSON"
+"""How a ``.json`` file that is neither a document nor NDJSON starts its ``FileError`` message (the
+launcher gives such a file its own exit code)."""
+
+
+def _not_json(body: bytes) -> dict | str | None:
+    """For a ``.json`` body that is not an array: the envelope when the whole body is one multi-line
+    object; a ``FileError`` message when it is JSON but no object (a number, a string) or no line of
+    it is JSON either (a file problem, not a dead letter per line); None when it reads as NDJSON."""
+    try:
+        whole = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        whole = ...
+    if isinstance(whole, dict):
+        return whole if b"\n" in body.strip() else None
+    if whole is not ...:
+        return f"{NOT_JSON}: the file holds a single {type(whole).__name__} value, not an array or object of envelopes"
+    for text in body.splitlines():
+        if text.strip():
+            try:
+                orjson.loads(text)
+                return None  # NDJSON, with what broken lines it has as dead letters
+            except orjson.JSONDecodeError:
+                continue
+    return (f"{NOT_JSON}: neither one JSON document (an array of envelopes) nor one envelope per line; "
+            f"a cut-off object or text of another format?")
 
 
 def _element_batches(elements: list[bytes], uri: str, ctx: ImportContext, limits: ReadLimits) -> Iterator:
