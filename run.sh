@@ -20,20 +20,39 @@
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
 #   ./run.sh test [ARGS…]    set up and run the whole test suite on 2 workers (TEST_WORKERS=N; ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
-#   ./run.sh setup           only set up the venvs
+#   ./run.sh setup           only set up the venvs (Python 3.11, 3.12 or 3.13; PYTHON=… to choose)
+#   ./run.sh which-python    the interpreter a new venv would use
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 
+SUPPORTED_PYTHONS="3.11 3.12 3.13"  # Beam 2.77 and every pinned package have wheels for these (README)
+
+is_supported_python() {
+  "$1" -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" not in sys.argv[1].split())' \
+    "$SUPPORTED_PYTHONS" 2>/dev/null
+}
+
+# The interpreter for a new venv: $PYTHON if set, else the first of python3.11, 3.12, 3.13 (on PATH, then
+# in pyenv), else python3 if it is one of them. 3.11 first: the Dataflow image's Python.
 find_python() {
-  for candidate in python3.11 "$(command -v pyenv >/dev/null 2>&1 && echo "$(pyenv root)/versions/3.11"*/bin/python3 | awk '{print $1}')" python3; do
+  local candidates=() v root
+  if [ -n "${PYTHON:-}" ]; then candidates=("$PYTHON"); else
+    root=$(command -v pyenv >/dev/null 2>&1 && pyenv root || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+    for v in $SUPPORTED_PYTHONS; do
+      candidates+=("python$v" "$(ls -d "$root/versions/$v".*/bin/python3 2>/dev/null | sort -V | tail -n 1)")
+    done
+    candidates+=(python3)
+  fi
+  for candidate in "${candidates[@]}"; do
     [ -n "$candidate" ] || continue
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    if command -v "$candidate" >/dev/null 2>&1 && is_supported_python "$candidate"; then
       command -v "$candidate"; return 0
     fi
   done
-  echo "error: Python 3.11 is needed (Beam 2.77 and the pinned wheels); none found on PATH or in pyenv" >&2
+  echo "error: Python 3.11, 3.12 or 3.13 is needed (Beam 2.77 and the pinned wheels); none found on PATH or in" \
+       "pyenv${PYTHON:+ (PYTHON=$PYTHON is not one of them)}" >&2
   return 1
 }
 
@@ -184,7 +203,17 @@ case "$cmd" in
       --bigquery_endpoint "$LOCAL_BQ" --datasource_id 61a095fdd8d2e20011544831 \
       --stop_after_idle_seconds 5 --merge_interval_seconds 10 "$@"
     ;;
-  dataflow) setup; exec scripts/dataflow.sh submit "$@" ;;
+  dataflow)
+    setup
+    # the job's workers run the 3.11 image: a launcher on another Python would pickle for the wrong one
+    if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "error: Dataflow jobs run the Python 3.11 image: submit them from a 3.11 venv (PYTHON=python3.11;" \
+           "remove $VENV first)" >&2
+      exit 2
+    fi
+    exec scripts/dataflow.sh submit "$@"
+    ;;
+  which-python) find_python ;;
   template-build|template-run) setup; exec scripts/dataflow.sh "$cmd" "$@" ;;
   stop) scripts/bigquery_emulator.sh stop; scripts/pubsub_emulator.sh stop ;;
   test)

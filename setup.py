@@ -20,7 +20,7 @@ setup(
     description="Import exported collector events into BigQuery with Apache Beam.",
     packages=["pipeline", "schemas", "transforms"],
     py_modules=["rlvt_own_packages"],  # checks that the three generic names above are ours
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.11,<3.14",
     install_requires=RUNTIME,
     entry_points={"console_scripts": ["rlvt-import = pipeline.launcher:main"]},
 )

@@ -175,3 +175,22 @@ def test_bad_report_path_is_refused_before_reading(tmp_path, where, message):
     assert result.returncode == 2, result.stderr
     assert f"--report_path {report} {message}" in result.stderr
     assert not out.exists(), "nothing written before the check"
+
+
+def _pyenv_python(version: str) -> str:
+    found = sorted(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob(f"versions/{version}.*/bin/python3"))
+    if not found:
+        pytest.skip(f"no Python {version} in pyenv")
+    return str(found[-1])
+
+
+@pytest.mark.parametrize("version, accepted", [("3.11", True), ("3.12", True), ("3.13", True), ("3.10", False)])
+def test_run_sh_takes_python_3_11_to_3_13(version, accepted):
+    """Before: only 3.11 was accepted, though Beam 2.77 and every pinned package have 3.12/3.13 wheels."""
+    python = _pyenv_python(version)
+    result = subprocess.run([str(ROOT / "run.sh"), "which-python"], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHON": python}, timeout=60)
+    if accepted:
+        assert (result.returncode, result.stdout.strip()) == (0, python)
+    else:
+        assert result.returncode == 1 and "Python 3.11, 3.12 or 3.13 is needed" in result.stderr

@@ -198,7 +198,8 @@ def test_dockerfile_beam_version_is_the_pinned_one():
     assert sdk[0] == f"apache/beam_python3.11_sdk:{pinned}"
     assert locked == pinned
     assert any("python311-template-launcher-base" in f for f in froms), "launcher for the same Python (3.11)"
-    assert re.search(r'python_requires=">=3\.11,<3\.12"', (ROOT / "setup.py").read_text())
+    # the local CLI runs on 3.11-3.13 (run.sh); a Dataflow submission only from 3.11, the image's (run.sh dataflow)
+    assert re.search(r'python_requires=">=3\.11,<3\.14"', (ROOT / "setup.py").read_text())
 
 
 def test_dockerfile_copies_what_the_package_and_the_launcher_need():
