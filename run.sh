@@ -91,7 +91,27 @@ LOCAL_BQ_PORT=${BQ_EMULATOR_PORT:-9050}
 LOCAL_BQ="http://127.0.0.1:$LOCAL_BQ_PORT"
 DEFAULT_TABLE=local-project.rlvt.events
 
-start_bigquery() { scripts/bigquery_emulator.sh start >&2; }
+start_bigquery() { scripts/bigquery_emulator.sh start >&2; USING_LOCAL_BQ=1; }
+
+# After a command that failed while using the local emulator: if the emulator is gone, say so (the
+# command itself only sees "Connection refused" after its retries), with the last lines of its log.
+explain_dead_emulator() {
+  [ -n "${USING_LOCAL_BQ:-}" ] || return 0
+  scripts/bigquery_emulator.sh status >/dev/null 2>&1 && return 0
+  local log="$ROOT/.emulators/bigquery-$LOCAL_BQ_PORT.log"
+  echo "error: the local BigQuery emulator ($LOCAL_BQ) died while the command ran; last lines of $log:" >&2
+  tail -n 15 "$log" 2>/dev/null | sed 's/^/  | /' >&2
+  echo "(./run.sh starts it again on the next command; the data under .emulators/ is kept)" >&2
+}
+
+run_local() {  # run_local CMD…: run a command that may use the local emulator, explain if it died
+  set +e
+  "$@"
+  local code=$?
+  set -e
+  [ $code -eq 0 ] || explain_dead_emulator
+  return $code
+}
 
 has_google_credentials() {
   [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] || [ -f "$HOME/.config/gcloud/application_default_credentials.json" ]
@@ -160,7 +180,7 @@ case "$cmd" in
     FLAGS_OF=import
     if has_flag input_subscription "$@"; then check_flags_before_start import "$@"; use_local_pubsub; fi
     local_import_args "$@"
-    py -m pipeline "${IMPORT_ARGS[@]}"
+    run_local py -m pipeline "${IMPORT_ARGS[@]}"
     ;;
   query)
     setup
@@ -170,7 +190,7 @@ case "$cmd" in
     else
       check_flags_before_start query "$@"
       start_bigquery
-      py -m pipeline.query --bigquery_endpoint "$LOCAL_BQ" "$@"
+      run_local py -m pipeline.query --bigquery_endpoint "$LOCAL_BQ" "$@"
     fi
     ;;
   publish)
@@ -185,14 +205,14 @@ case "$cmd" in
     if wants_help "$@"; then py -m pipeline.merge_landed --help; exit 0; fi
     FLAGS_OF=merge_landed
     local_import_args "$@"
-    py -m pipeline.merge_landed "${IMPORT_ARGS[@]}"
+    run_local py -m pipeline.merge_landed "${IMPORT_ARGS[@]}"
     ;;
   replay)
     setup
     if wants_help "$@"; then py -m pipeline.replay --help; exit 0; fi
     FLAGS_OF=replay
     local_import_args "$@"
-    py -m pipeline.replay "${IMPORT_ARGS[@]}"
+    run_local py -m pipeline.replay "${IMPORT_ARGS[@]}"
     ;;
   pubsub-demo)
     setup

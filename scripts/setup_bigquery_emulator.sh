@@ -7,7 +7,10 @@
 #   (found via "$(pyenv root)/versions/3.13.*/bin/python3"; PYTHON313=/path overrides).
 # - pins local-bigquery 0.4.0 + duckdb 1.5.5 + the ducklake/icu/spatial extension wheels,
 #   and copies their .duckdb_extension files to $HOME/.duckdb/extensions/v1.5.5/linux_amd64/
-#   so DuckDB never tries to download them (no internet here).
+#   so DuckDB never tries to download them (no internet here). That folder is per DuckDB version and
+#   shared by every checkout: a file already there with the same bytes is never rewritten, and a
+#   different one replaces it by a rename, so emulators already running (which map those files) are
+#   never disturbed by another checkout's set-up (`install-extension SRC DIR` does one file).
 # - idempotent: a marker file records what was installed; a second run exits in well
 #   under a second. Delete .emulators/bigquery-venv to force a reinstall.
 # Then: scripts/bigquery_emulator.sh start
@@ -26,6 +29,17 @@ MARKER="$VENV/.setup-done"
 WANT="${PACKAGES[*]}"
 
 die() { echo "setup_bigquery_emulator: ERROR: $*" >&2; exit 1; }
+
+# Put one extension file in place without touching the one a running emulator has mapped: a file with
+# the same bytes is left alone; a different one is written beside it and renamed over it (a new inode:
+# running emulators keep the old one; `cp -f` rewrote it in place and crashed them, SIGBUS).
+install_extension() {  # install_extension SRC_FILE DEST_DIR
+    local src=$1 dest="$2/$(basename "$1")" tmp
+    if [[ -f "$dest" ]] && cmp -s "$src" "$dest"; then return 0; fi
+    tmp="$(mktemp "$2/.$(basename "$1").XXXXXX")"
+    cp "$src" "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$dest" || { rm -f "$tmp"; return 1; }
+}
+if [[ "${1:-}" == install-extension ]]; then install_extension "$2" "$3"; exit; fi
 
 # Fast path: everything already in place.
 installed() {
@@ -79,7 +93,7 @@ SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 for ext in "${EXTENSIONS[@]}"; do
     f="$(find "$SITE" -name "$ext.duckdb_extension" -print -quit)"
     [[ -n "$f" ]] || die "$ext.duckdb_extension not found under $SITE"
-    cp -f "$f" "$EXT_DIR/"
+    install_extension "$f" "$EXT_DIR" || die "could not install $f into $EXT_DIR"
 done
 "$VENV/bin/python" -c '
 import sys, duckdb

@@ -1,0 +1,74 @@
+"""The local BigQuery emulator around the commands: its set-up never disturbs a running emulator's
+extension files, and a command whose emulator died says so, with the log's last lines."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.factory import envelope, line, write_ndjson
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = ROOT / "scripts" / "setup_bigquery_emulator.sh"
+
+
+def _install(src: Path, folder: Path) -> None:
+    subprocess.run([str(SETUP), "install-extension", str(src), str(folder)], check=True, timeout=60)
+
+
+def test_extension_files_in_use_are_never_rewritten(tmp_path):
+    """Before: the set-up `cp -f`-ed over the files every running emulator had mapped (SIGBUS)."""
+    folder, src = tmp_path / "extensions", tmp_path / "wheel"
+    folder.mkdir()
+    src.mkdir()
+    (src / "spatial.duckdb_extension").write_bytes(b"version one " * 1000)
+    _install(src / "spatial.duckdb_extension", folder)
+    installed = folder / "spatial.duckdb_extension"
+    first = installed.stat().st_ino
+    with open(installed, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:  # a running emulator
+        _install(src / "spatial.duckdb_extension", folder)  # another checkout, same version
+        assert installed.stat().st_ino == first, "the same bytes: left alone"
+        (src / "spatial.duckdb_extension").write_bytes(b"version two " * 1000)
+        _install(src / "spatial.duckdb_extension", folder)  # different bytes
+        assert mapped[:12] == b"version one ", "the mapped file is untouched"
+        assert installed.read_bytes()[:12] == b"version two " and installed.stat().st_ino != first
+    assert sorted(p.name for p in folder.iterdir()) == ["spatial.duckdb_extension"], "no temporary file left"
+
+
+def test_a_command_whose_emulator_died_says_so(tmp_path):
+    """Before: a 60 s wait, then "Connection refused", and nothing about the emulator."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "BQ_EMULATOR_DATA_DIR")}
+    env.update(BQ_EMULATOR_PORT=str(port), BQ_EMULATOR_GRPC_PORT=str(free_port()),
+               BQ_EMULATOR_DATA_DIR=str(tmp_path / "data"))
+    if (Path.home() / ".config/gcloud/application_default_credentials.json").exists():
+        pytest.skip("Google credentials on this machine: run.sh would use real BigQuery")
+    path = write_ndjson(tmp_path / "in.ndjson", [line(envelope(i)) for i in range(60_000)])
+    temp = tmp_path / "temp"
+    pid_file = ROOT / ".emulators" / f"bigquery-{port}.pid"
+    process = subprocess.Popen([str(ROOT / "run.sh"), "import", "--input", str(path), "--output_table",
+                                "local-project.died.events", "--temp_location", str(temp),
+                                "--bigquery_retry_seconds", "3"],
+                               cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(temp.glob("*/shuffle/*")):  # the emulator is up and the rows are being read
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        out, err = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        subprocess.run([str(ROOT / "scripts" / "bigquery_emulator.sh"), "stop"], env=env, capture_output=True)
+    assert process.returncode != 0
+    assert f"error: the local BigQuery emulator (http://127.0.0.1:{port}) died while the command ran; last lines " \
+           f"of {ROOT}/.emulators/bigquery-{port}.log:" in err
+    assert "  | === " in err or "  | " in err, "the log's last lines follow"
