@@ -139,11 +139,13 @@ check_flags_before_start() {  # check_flags_before_start import|replay ARGS…
 # Fill in the local defaults of an import: where the rows go and which BigQuery.
 local_import_args() {
   local extra=()
+  # a replay --from_table writes to the events table its dead-letter table belongs to (pipeline.replay)
   if ! has_flag output_table "$@" && ! has_flag output_dir "$@" && ! has_flag dry_run "$@" \
-     && ! has_flag help "$@" && ! has_flag h "$@"; then
+     && ! has_flag from_table "$@" && ! has_flag help "$@" && ! has_flag h "$@"; then
     extra+=(--output_table "$DEFAULT_TABLE")
   fi
-  if { has_flag output_table "$@" || [ ${#extra[@]} -gt 0 ]; } && ! has_flag bigquery_endpoint "$@" \
+  if { has_flag output_table "$@" || has_flag from_table "$@" || [ ${#extra[@]} -gt 0 ]; } \
+     && ! has_flag bigquery_endpoint "$@" \
      && ! has_google_credentials; then
     check_flags_before_start "$FLAGS_OF" "$@"
     start_bigquery

@@ -27,7 +27,7 @@ from pipeline.launcher import main as import_main
 from pipeline.options import normalize_argv
 from transforms.bq_client import TableRef, TargetError, make_client
 from transforms.bq_tables import query
-from transforms.sources import REPLAY_FORMAT, expand_patterns
+from transforms.sources import REPLAY_FORMAT, InputError, expand_patterns
 
 
 def payload(dead: dict) -> bytes | None:
@@ -40,9 +40,23 @@ def payload(dead: dict) -> bytes | None:
     return text.encode("utf-8")
 
 
+def events_table_of(dead_letter_table: str) -> str:
+    """The events table a dead-letter table belongs to (``P.D.T_dead_letters`` → ``P.D.T``), where a
+    replay ``--from_table`` writes unless told otherwise."""
+    ref = TableRef.parse(dead_letter_table)
+    if not ref.table.endswith("_dead_letters") or ref.table == "_dead_letters":
+        raise UsageError(f"--from_table {dead_letter_table} is not named like a dead-letter table "
+                         f"(EVENTS_dead_letters): give the table to write to with --output_table")
+    return str(ref.sibling(ref.table.removesuffix("_dead_letters")))
+
+
 def from_files(pattern: str) -> list[dict]:
     records = []
-    for uri, _ in expand_patterns([pattern]):
+    try:
+        matched = expand_patterns([pattern])
+    except (InputError, ValueError) as err:
+        raise ValueError(f"--dead_letters {pattern!r} matches no file") from err
+    for uri, _ in matched:
         with FileSystems.open(uri) as f:
             records += [orjson.loads(x) for x in f.read().splitlines() if x.strip()]
     return records
@@ -100,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.dead_letters and not args.from_table:
             raise UsageError("nothing to replay: give --dead_letters PATTERN (dead-letter files) or --from_table "
                              "PROJECT.DATASET.TABLE (a dead-letter table)")
+        outputs = ("--output_table", "--output_dir", "--dry_run")
+        if args.from_table and not any(f.split("=", 1)[0] in outputs for f in import_flags):
+            import_flags = [*import_flags, "--output_table", events_table_of(args.from_table)]
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

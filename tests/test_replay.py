@@ -93,3 +93,22 @@ def test_a_payload_with_line_breaks_replays_as_one_record(tmp_path):
 def test_replay_from_a_table_that_cannot_be_read_is_a_message_not_a_traceback(tmp_path, capsys):
     assert replay(["--from_table", "not a table", "--output_dir", str(tmp_path)]) == 2
     assert "cannot read the dead letters" in capsys.readouterr().err
+
+
+def test_replay_errors_name_its_own_flags(tmp_path, capsys):
+    """Before: an empty --dead_letters pattern gave an error naming --input."""
+    from pipeline.replay import main
+
+    assert main(["--dead_letters", str(tmp_path / "none-*.ndjson"), "--dry_run"]) == 2
+    err = capsys.readouterr().err
+    assert f"--dead_letters '{tmp_path}/none-*.ndjson' matches no file" in err and "--input" not in err
+
+
+def test_from_table_writes_to_the_events_table_it_belongs_to():
+    """Before: --from_table without --output_table went to rlvt.events whatever table it came from."""
+    from pipeline.cli import UsageError
+    from pipeline.replay import events_table_of
+
+    assert events_table_of("my-project.shop.orders_dead_letters") == "my-project.shop.orders"
+    with pytest.raises(UsageError, match="give the table to write to with --output_table"):
+        events_table_of("my-project.shop.orders")
