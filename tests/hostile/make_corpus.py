@@ -127,7 +127,9 @@ class Expect:
             "dead_lettered": self.dead_lettered, "blank_lines": self.blank_lines,
             "dead_letter_reasons": dict(sorted(self.dead_letter_reasons.items())),
             "label_issues": dict(sorted(self.label_issues.items())),
-            "file_errors": self.file_errors, "exit_code": self.exit_code,
+            "file_errors": self.file_errors,
+            # a file whose every record is rejected makes the run exit 4 (pipeline.launcher.unusable_files)
+            "exit_code": 4 if self.read and self.dead_lettered == self.read else self.exit_code,
             "event_ids": sorted(self.event_ids), "timestamps": self.timestamps, "verbatim": self.verbatim,
         }
 
