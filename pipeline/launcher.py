@@ -342,7 +342,11 @@ def _settle(err: Interrupted, checked: CheckedOptions, run_id: str, launch: str,
     """What an interrupted run was doing and what it leaves, in ``err.phase`` and ``err.outcome``."""
     staged = bool(FileSystems.match([FileSystems.join(work_dir, "staging", "*")])[0].metadata_list)
     err.phase = "reading, validating and deduplicating the rows"
-    if checked.dry_run:
+    if checked.stream is not None:  # SIGTERM (Ctrl-C is the reader's own: it ends with a MERGE and the report)
+        err.phase = f"the import from {checked.stream.subscription}"
+        err.outcome = (f"rows merged before it stay in {checked.target.events}; rows landed since are merged by the "
+                       f"next run or ./run.sh merge-landed; messages not acknowledged are delivered again")
+    elif checked.dry_run:
         err.outcome = "nothing was written (dry run)"
     elif checked.target is not None:
         if staged:
