@@ -114,14 +114,17 @@ def test_dataflow_reader_lands_messages_and_the_merge_moves_them(pubsub_emulator
          "--bigquery_endpoint", bigquery_emulator.endpoint, "--merge_interval_seconds", "0"],
         cwd=ROOT, env=pubsub_emulator.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     landing = TableRef.parse(table + "__landing")
-    landed, deadline = 0, time.monotonic() + 120
+    landed, dead_letters, deadline = 0, 0, time.monotonic() + 120
     try:
-        while landed < 30 and time.monotonic() < deadline:
+        # a batch's rows land before its dead letters (which first look up the redelivered ones): wait for both
+        while (landed < 30 or dead_letters < 1) and time.monotonic() < deadline:
             time.sleep(1)
             try:
                 landed = query(bigquery_emulator.session(), f"SELECT COUNT(*) AS n FROM {landing.sql}")[0]["n"]
+                dead_letters = query(bigquery_emulator.session(), "SELECT COUNT(*) AS n FROM "
+                                     "`local-project.stream_beam.events_dead_letters`")[0]["n"]
             except Exception:  # not created yet
-                landed = 0
+                landed = dead_letters = 0
     finally:
         proc.kill()
         proc.wait(timeout=30)
