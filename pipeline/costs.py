@@ -42,6 +42,8 @@ EVENTS_PER_VCPU_SECOND = 15_000
 """Worker throughput assumed on Dataflow: half of what one core of this project's 2-core test machine
 does in the 1M-event dry run (≈30,000 events/s per core, README performance); a vCPU is a hyperthread."""
 WORKER_VCPUS, WORKER_GIB = 4, 16  # n2-standard-4, the machine type docs/dataflow.md suggests
+PRODUCTION_URI = "gs://my-collector-exports/rlvt/2026-11-20/part-00000.ndjson.gz"
+"""``source_uri`` of the measured rows (the example's own path depends on where the checkout is)."""
 DAYS_OF_HISTORY = 3 * 365
 """For the partition a cross-import conflict reads: a table's rows spread over three years."""
 
@@ -96,6 +98,9 @@ def measured_row_sizes() -> RowSizes:
         import pyarrow.parquet as pq
 
         rows = pa.concat_tables([pq.read_table(p) for p in sorted(glob.glob(os.path.join(out, "rows", "*.parquet")))])
+    # the lineage as a production import would have it, whatever folder this checkout is in
+    uri = rows.schema.get_field_index("source_uri")
+    rows = rows.set_column(uri, rows.schema.field(uri), pa.array([PRODUCTION_URI] * rows.num_rows, pa.string()))
     per_column = bigquery_bytes(rows)
     return RowSizes(event=sum(per_column.values()), event_id=per_column["eventId"],
                     run_id=per_column["import_run_id"], source_uri=per_column["source_uri"])
