@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import sys
 import tempfile
@@ -21,12 +20,13 @@ from pipeline import report as run_report
 from pipeline.cli import check_import_flags, import_help
 from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
 from pipeline.interrupts import Interrupted, interruptible
+from pipeline.local_runner import configure_logging, local_runner_defaults, warm_runner
 from pipeline.options import CheckedOptions, check_options, normalize_argv
 from pipeline.target import claim_run, prepare_target, release_run, settle_interrupted
-from pipeline.warm_workers import worker_command
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
 from transforms.records import ImportContext
+from transforms.runners import is_local_runner
 from transforms.sources import InputError, expand_patterns, plan_reads
 from transforms.timestamps import to_micros
 from transforms.write_bigquery import WriteBigQuery
@@ -34,58 +34,6 @@ from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_D
 
 log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET, EXIT_UNUSABLE = 0, 1, 2, 3, 4
-LOCAL_WORKERS = 2
-"""Worker processes of a local import (the machine this was tuned on has two cores)."""
-
-
-def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
-    """Without --runner, use Beam's in-process runner on two worker processes (the default DirectRunner
-    would try to download the Prism runner binary, which fails offline). Explicit
-    --direct_num_workers / --direct_running_mode win."""
-    std = options.view_as(StandardOptions)
-    if std.runner is not None:
-        return
-    std.runner = "FnApiRunner"
-    direct = options.view_as(DirectOptions)
-
-    def given(flag: str) -> bool:
-        return any(a == flag or a.startswith(flag + "=") for a in argv)
-
-    if not given("--direct_num_workers"):
-        direct.direct_num_workers = LOCAL_WORKERS
-    if not given("--direct_running_mode"):
-        direct.direct_running_mode = "multi_processing" if direct.direct_num_workers != 1 else "in_memory"
-
-
-class _RunningModeNote(logging.Filter):
-    """Hides the runner's warning that ``in_memory`` with several workers runs them in one process:
-    with the worker command of ``warm_runner`` they are separate processes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("If direct_num_workers is not equal to 1")
-
-
-def warm_runner(options: PipelineOptions):
-    """The local runner whose worker processes are the warm ones ``python -m pipeline`` started
-    (``pipeline.warm_workers``), or None (none started, or not the default two-process local run).
-
-    ``multi_processing`` would replace any worker command by Beam's own, so the mode becomes
-    ``in_memory`` with an explicit environment: still ``direct_num_workers`` worker processes."""
-    command = worker_command()
-    direct = options.view_as(DirectOptions)
-    if (command is None or options.view_as(StandardOptions).runner != "FnApiRunner"
-            or direct.direct_running_mode != "multi_processing"):
-        return None
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from apache_beam.transforms.environments import SubprocessSDKEnvironment
-
-    direct.direct_running_mode = "in_memory"
-    note = logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner")
-    if not any(isinstance(f, _RunningModeNote) for f in note.filters):
-        note.addFilter(_RunningModeNote())
-    return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
-
-
 def new_run_id(started: datetime) -> str:
     return f"import-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
@@ -229,8 +177,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     run_id = checked.run_id or new_run_id(started)
     launch = secrets.token_hex(4)  # this launch of the run: names its staging tables, work folder and jobs
     ctx = ImportContext(run_id, to_micros(started), checked.datasource_id, launch=launch)
-    local_runner = options.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner",
-                                                               "BundleBasedDirectRunner")
+    local_runner = is_local_runner(options.view_as(StandardOptions).runner)
     local_runner_defaults(options, list(argv or []))
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     if temp_location:
@@ -388,35 +335,6 @@ def _write_report(report: dict, checked: CheckedOptions, tables: dict | None) ->
         report.setdefault("outputs", {})["report"] = report_path
         with FileSystems.create(report_path) as f:
             f.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-
-
-class WorkerLogs(logging.Filter):
-    """Log lines relayed from the local runner's worker processes: our own (progress, MERGE results)
-    in plain words; Beam's INFO chatter and its harmless start-up warning hidden."""
-
-    _MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
-    _LOCATION = re.compile(r'log_location: "([^"]*)"')
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # the relay logs 'Worker: %s' with the text form of the worker's log-entry proto
-        text = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
-        message, location = self._MESSAGE.search(text), self._LOCATION.search(text)
-        if not message or not location:
-            return record.levelno >= logging.WARNING
-        ours = "/transforms/" in location[1] or "/pipeline/" in location[1]
-        if (not ours and record.levelno < logging.WARNING) or "semi_persistent_directory" in message[1]:
-            return False
-        record.msg, record.args = "worker: %s", (message[1],)
-        return True
-
-
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apache_beam", "pandera"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
-    relay.setLevel(logging.INFO)
-    relay.addFilter(WorkerLogs())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,8 @@ EXIT_OK, EXIT_USAGE, EXIT_TARGET = 0, 2, 3
 
 
 def parser() -> argparse.ArgumentParser:
-    p = StrictParser(prog="./run.sh merge-landed", description=__doc__.split("\n\n")[0])
+    p = StrictParser(prog="./run.sh merge-landed",
+                     description="One MERGE of a Pub/Sub landing table into its events table, then exit.")
     p.add_argument("--output_table", required=True, metavar="PROJECT.DATASET.TABLE", help="The events table.")
     p.add_argument("--landing_table", default=None, metavar="PROJECT.DATASET.TABLE",
                    help="The landing table (default: OUTPUT_TABLE__landing).")
@@ -48,16 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.now(UTC)
     try:
-        events = TableRef.parse(args.output_table)
-
-        def table(flag: str | None, suffix: str) -> TableRef:
-            return TableRef.parse(flag) if flag else events.sibling(events.table + suffix)
-
-        endpoint = args.bigquery_endpoint.rstrip("/") if args.bigquery_endpoint else None
-        target = BigQueryTarget(events, table(args.dead_letter_table, "_dead_letters"),
-                                table(args.conflicts_table, "_conflicts"), endpoint, args.bigquery_location,
-                                args.bigquery_retry_seconds)
-        landing = table(args.landing_table, "__landing")
+        target = BigQueryTarget.for_events(args.output_table, args.dead_letter_table, args.conflicts_table,
+                                           args.bigquery_endpoint, args.bigquery_location,
+                                           args.bigquery_retry_seconds)
+        events = target.events
+        landing = TableRef.parse(args.landing_table) if args.landing_table else events.sibling(
+            events.table + "__landing")
         run_id = args.run_id or f"merge-landed-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         if not re.fullmatch(RUN_ID_PATTERN, run_id):
             raise ValueError(f"--run_id={run_id!r} must be 1 to 64 letters, digits, '-' or '_'")

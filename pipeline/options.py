@@ -19,6 +19,7 @@ from transforms.bq_client import BigQueryTarget, TableRef
 from transforms.privacy import PSEUDONYMIZABLE
 from transforms.read_pubsub import StreamSettings
 from transforms.row_policy import RowPolicy
+from transforms.runners import is_local_runner
 from transforms.sources import FORMATS
 from transforms.timestamps import TimestampPolicy, parse_instant
 
@@ -50,7 +51,7 @@ DRY_RUN_HELP = ("Read, validate, normalize, dedupe and report, but write no rows
 def _local_runner(opts: PipelineOptions) -> bool:
     from apache_beam.options.pipeline_options import StandardOptions
 
-    return opts.view_as(StandardOptions).runner in (None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+    return is_local_runner(opts.view_as(StandardOptions).runner)
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
@@ -89,8 +90,8 @@ class ImportOptions(PipelineOptions):
                  "beam otherwise.")
         parser.add_argument(
             "--landing_table", default=None, metavar="PROJECT.DATASET.TABLE",
-            help="Pub/Sub import: where rows land before the MERGE (default: OUTPUT_TABLE__landing; its "
-                 "partitions expire after 7 days).")
+            help="Pub/Sub import: where rows land before the MERGE (default: OUTPUT_TABLE__landing; HOUR "
+                 "partitions, deleted 7 days after they were merged, never before).")
         parser.add_argument(
             "--input_format", default="auto", choices=("auto",) + FORMATS,
             help="Format of every input: ndjson (one envelope or array of envelopes per line), json (a "
@@ -256,17 +257,8 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
                          "or use --dry_run")
     target = None
     if o.output_table:
-        events = TableRef.parse(o.output_table)
-        target = BigQueryTarget(
-            events=events,
-            dead_letters=TableRef.parse(o.dead_letter_table) if o.dead_letter_table
-            else events.sibling(events.table + "_dead_letters"),
-            conflicts=TableRef.parse(o.conflicts_table) if o.conflicts_table
-            else events.sibling(events.table + "_conflicts"),
-            endpoint=o.bigquery_endpoint.rstrip("/") if o.bigquery_endpoint else None,
-            location=o.bigquery_location,
-            retry_seconds=o.bigquery_retry_seconds,
-        )
+        target = BigQueryTarget.for_events(o.output_table, o.dead_letter_table, o.conflicts_table,
+                                           o.bigquery_endpoint, o.bigquery_location, o.bigquery_retry_seconds)
         if len({target.events, target.dead_letters, target.conflicts}) < 3:
             raise ValueError("--output_table, --dead_letter_table and --conflicts_table must be three different tables")
     elif o.dead_letter_table or o.conflicts_table or o.bigquery_endpoint:

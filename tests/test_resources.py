@@ -27,6 +27,13 @@ def good(i: int) -> dict:
             "url": "https://shop.example.com/p/1", "v": 1, "timestamp": 1_764_000_000_000}
 
 
+def run_fresh(code: str) -> str:
+    """Run ``code`` in a new interpreter (from the repository); returns what it printed."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_a_parsed_batch_is_freed_without_the_cyclic_collector() -> None:
     # A JSON error kept in a local once tied the batch into a reference cycle through its traceback:
     # whole batches then lived on until the cyclic collector walked them. Measured in a fresh interpreter:
@@ -46,9 +53,7 @@ def test_a_parsed_batch_is_freed_without_the_cyclic_collector() -> None:
         "del out, dead\n"
         "print(gc.collect())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert int(result.stdout.split()[-1]) < 50, "unreachable objects: only a cycle would leave thousands"
+    assert int(run_fresh(code).split()[-1]) < 50, "unreachable objects: only a cycle would leave thousands"
 
 
 def test_gc_is_tuned_only_in_a_beam_worker_process() -> None:
@@ -63,8 +68,7 @@ def test_gc_is_tuned_only_in_a_beam_worker_process() -> None:
         "assert gc.get_threshold()[0] == YOUNG_OBJECTS_BEFORE_COLLECTION, gc.get_threshold()\n"
         "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    run_fresh(code)
 
 
 def test_a_deeply_nested_value_in_a_string_field_is_a_type_error_in_little_memory() -> None:

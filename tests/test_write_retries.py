@@ -290,7 +290,7 @@ def test_a_transaction_that_overlaps_a_committed_write_is_cancelled_then_retried
         claim_run(target, run_id, "l1")
 
     open_part = script_a.split("COMMIT TRANSACTION;")[0]
-    config = bq_tables._query_config({**params, "run": "run-a"})
+    config = bq_tables.query_config({**params, "run": "run-a"})
     config.create_session = True
     job = s.client.query(open_part, job_config=config, job_retry=None)
     job.result(job_retry=None)

@@ -71,6 +71,20 @@ class BigQueryTarget:
     location: str | None = None
     retry_seconds: float = CALL_DEADLINE_SECONDS
 
+    @classmethod
+    def for_events(cls, output_table: str, dead_letter_table: str | None = None, conflicts_table: str | None = None,
+                   endpoint: str | None = None, location: str | None = None,
+                   retry_seconds: float = CALL_DEADLINE_SECONDS) -> BigQueryTarget:
+        """The tables of one events table, from flag values: dead letters and conflicts default to
+        ``OUTPUT_TABLE_dead_letters`` and ``OUTPUT_TABLE_conflicts``. Bad names raise ValueError."""
+        events = TableRef.parse(output_table)
+
+        def table(given: str | None, suffix: str) -> TableRef:
+            return TableRef.parse(given) if given else events.sibling(events.table + suffix)
+
+        return cls(events, table(dead_letter_table, "_dead_letters"), table(conflicts_table, "_conflicts"),
+                   endpoint.rstrip("/") if endpoint else None, location, retry_seconds)
+
     def connect(self) -> BigQuerySession:
         return BigQuerySession(make_client(self.events.project, self.endpoint, self.location), self.retry_seconds,
                                emulated=self.endpoint is not None)

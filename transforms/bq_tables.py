@@ -224,7 +224,7 @@ def run_script(bq: BigQuerySession, sql: str, params: dict, *, step: tuple[str, 
     """Run a script (``bq_jobs.run_step``: one job per launch and step) and return its last result."""
     from transforms import bq_jobs
 
-    config = _query_config(params)
+    config = query_config(params)
 
     def submit(name: str):
         return bq.client.query(sql, job_config=config, job_id=name, retry=bq.retry(), job_retry=None,
@@ -234,7 +234,7 @@ def run_script(bq: BigQuerySession, sql: str, params: dict, *, step: tuple[str, 
     return [dict(row.items()) for row in job.result(retry=bq.retry(), job_retry=None)]
 
 
-def _query_config(params: dict | None):
+def query_config(params: dict | None):
     bigquery = _bigquery()
     kinds = {int: "INT64", str: "STRING", datetime: "TIMESTAMP", float: "FLOAT64", bool: "BOOL"}
     return bigquery.QueryJobConfig(query_parameters=[
@@ -244,7 +244,7 @@ def _query_config(params: dict | None):
 
 def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dict]:
     """Run SQL with named parameters (values never go into the SQL text)."""
-    job = bq.client.query(sql, job_config=_query_config(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout)
+    job = bq.client.query(sql, job_config=query_config(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout)
     # job_retry=None: any other value wraps jobs.insert in a private 10-minute retry (client 3.47);
     # timeout: without one, a jobs.insert that gets no answer waits forever, whatever the retry deadline
     rows = job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)

@@ -53,14 +53,16 @@ def request_chunks(sizes: list[int], max_bytes: int = MAX_REQUEST_BYTES,
     return chunks, too_large
 
 
-def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: list[str]) -> dict[int, str]:
+def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: list[str],
+            sizes: list[int] | None = None) -> dict[int, str]:
     """Insert ``rows`` in byte-sized requests; returns ``{index: why}`` of the rows the table refused.
+    ``sizes``: each row's JSON size when the caller knows it (else each row is encoded to measure it).
 
     insertAll refuses a whole request when one row is invalid (the others come back ``stopped``): the
     invalid rows are taken out and the rest is sent again with the same insertIds, once."""
-    encoded = [orjson.dumps(r) for r in rows]
-    chunks, too_large = request_chunks([len(e) for e in encoded])
-    refused = {i: f"row of {len(encoded[i]):,} bytes: larger than one insert request may be" for i in too_large}
+    sizes = sizes if sizes is not None else [len(orjson.dumps(r)) for r in rows]
+    chunks, too_large = request_chunks(sizes)
+    refused = {i: f"row of {sizes[i]:,} bytes: larger than one insert request may be" for i in too_large}
     for chunk in chunks:
         for attempt in range(2):
             errors = bq.client.insert_rows_json(
@@ -94,8 +96,10 @@ def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_m
     if not rows.num_rows:
         return []
     landed = iso_micros(landed_micros)
-    records = [{**orjson.loads(row_json(r)), "landed_at": landed} for r in rows.to_pylist()]
-    refused = _insert(bq, landing, records, _insert_ids(len(records)))
+    texts = [row_json(r) for r in rows.to_pylist()]
+    records = [{**orjson.loads(t), "landed_at": landed} for t in texts]
+    extra = len(landed) + len(',"landed_at":""')  # the field added to each row's JSON
+    refused = _insert(bq, landing, records, _insert_ids(len(records)), [len(t.encode()) + extra for t in texts])
     return [(records[i], why) for i, why in sorted(refused.items())]
 
 

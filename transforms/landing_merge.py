@@ -38,7 +38,7 @@ from transforms.bq_merge import (
     outcome_counts,
     runs_table,
 )
-from transforms.bq_tables import query, run_script
+from transforms.bq_tables import query, query_config, run_script
 from transforms.dedupe import WINNER_ORDER, resolve_bucket
 
 EVENT_COLUMNS = ROW_SCHEMA.names
@@ -161,12 +161,10 @@ def run_outcomes(bq: BigQuerySession, landing: TableRef, target: BigQueryTarget,
     counts["already_present"] = landed["events"] - loaded
     # the same-eventId groups of this run, resolved exactly as the file import resolves a bucket
     cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
-    from transforms.bq_tables import _query_config
-
     repeated = bq.client.query(
         f"SELECT {cols} FROM {landing.sql} WHERE {where} AND eventId IN "
         f"(SELECT eventId FROM {landing.sql} WHERE {where} GROUP BY eventId HAVING COUNT(*) > 1)",
-        job_config=_query_config(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout,
+        job_config=query_config(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout,
     ).result(retry=bq.retry(), timeout=JOB_TIMEOUT_SECONDS).to_arrow(create_bqstorage_client=False)
     conflicts: list[dict] = []
     if repeated.num_rows:

@@ -16,6 +16,8 @@ from functools import lru_cache
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.runners import is_local_runner
+
 PSEUDONYMIZABLE = ("clientId", "tmpId")
 MIN_KEY_BYTES = 16
 
@@ -40,20 +42,6 @@ def load_key(env_var: str | None, secret: str | None) -> bytes:
     if len(key) < MIN_KEY_BYTES:
         raise MissingKeyError(f"the pseudonymization key must be at least {MIN_KEY_BYTES} bytes")
     return key
-
-
-LOCAL_RUNNERS = ("directrunner", "fnapirunner", "bundlebaseddirectrunner")
-"""Beam runners (lower case, as Beam resolves ``--runner``) whose workers are this machine's processes,
-started from the launcher: the ones pipeline/launcher.py treats as local."""
-
-
-def is_local_runner(runner: str | None) -> bool:
-    """Whether ``--runner`` (None: the importer's local default) runs the workers here. Beam takes
-    ``DataflowRunner``, ``dataflow`` or a dotted class path alike; any runner not known to be local is not."""
-    if runner is None:
-        return True
-    name = runner.rsplit(".", 1)[-1].lower()
-    return name in LOCAL_RUNNERS or name + "runner" in LOCAL_RUNNERS
 
 
 def check_key_reaches_workers(env_var: str | None, secret: str | None, runner: str | None) -> None:

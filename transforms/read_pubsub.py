@@ -2,9 +2,9 @@
 
 Two readers behind one transform, ``ImportSubscription``:
 
-- On Dataflow: Beam's ``ReadFromPubSub`` feeds the stages and the landing write in one fused stage;
-  Dataflow acknowledges a message only once that stage's output is durably committed. A periodic
-  impulse MERGEs the landing table into the target.
+- On Dataflow (``transforms.pubsub_dataflow``): Beam's ``ReadFromPubSub`` feeds the stages and the
+  landing write in one fused stage; Dataflow acknowledges a message only once that stage's output is
+  durably committed. A periodic impulse MERGEs the landing table into the target.
 - Locally: Beam's local runner acknowledges messages right after pulling them, before anything
   downstream runs, so a local run that dies would lose them. ``PullLandAckFn`` pulls large batches
   itself (google-cloud-pubsub), lands their rows and dead letters, and only then acknowledges them;
@@ -64,11 +64,6 @@ def _micros_datetime(micros: int) -> datetime:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _message(received) -> Message:
-    m = received.message
-    return Message(bytes(m.data), m.message_id, to_micros(m.publish_time), dict(m.attributes))
 
 
 class PullLandAckFn(beam.DoFn):
@@ -328,62 +323,6 @@ class _ReadLoop:
             self.counts["returned_unacked"] += processed.counts["read"]
 
 
-class ProcessAndLandFn(beam.DoFn):
-    """Dataflow: a batch of messages → rows and dead letters appended to their tables."""
-
-    def __init__(self, settings: StreamSettings, target: BigQueryTarget, ctx: ImportContext,
-                 policy: TimestampPolicy, row_policy: RowPolicy) -> None:
-        self.settings, self.target, self.ctx, self.policy = settings, target, ctx, policy
-        self.row_policy = row_policy
-        self._counts: dict = {}
-
-    def setup(self) -> None:
-        self.bq = self.target.connect()
-        self.key = self.row_policy.key()
-
-    def teardown(self) -> None:
-        self.bq.close()
-
-    def process(self, batch):
-        messages = [Message(m.data, m.message_id, to_micros(m.publish_time) if m.publish_time else None,
-                            dict(m.attributes or {})) for m in batch]
-        processed = process_messages(messages, self.settings.subscription, self.ctx, self.policy,
-                                     self.row_policy, self.key)
-        processed.counts.update(landing.land_batch(
-            self.bq, self.settings.landing, self.target.dead_letters, processed, messages,
-            self.settings.subscription, self.ctx, to_micros(_now())))
-        for metric, n in processed.counts.items():
-            Metrics.counter("importer", metric.replace(":", "_")).inc(n)
-
-
-class MergeLandedFn(beam.DoFn):
-    """Dataflow: on each tick, MERGE the rows landed since the landing table's mark into the target
-    (``landing_merge``: conflicts of the window recorded in the same transaction). Its counters are the
-    streaming run's record beside its row in ``<table>__runs``: ``merged_rows``, ``merges``,
-    ``merge_failures`` (a failed tick is retried by the next one: the mark did not move)."""
-
-    def __init__(self, settings: StreamSettings, target: BigQueryTarget, ctx: ImportContext) -> None:
-        self.settings, self.target, self.ctx = settings, target, ctx
-        self._merged = Metrics.counter("importer", "merged_rows")
-        self._merges = Metrics.counter("importer", "merges")
-        self._failures = Metrics.counter("importer", "merge_failures")
-
-    def setup(self) -> None:
-        self.bq = self.target.connect()
-
-    def process(self, _):
-        try:
-            result = landing_merge.merge_landed(self.bq, self.settings.landing, self.target, self.ctx.run_id,
-                                                self.ctx.launch, _micros_datetime(self.ctx.started_micros))
-        except Exception as err:  # a tick that fails is not retried forever: the next tick merges from the mark
-            self._failures.inc()
-            log.error("MERGE of %s into %s failed (the next tick retries from the mark): %s",
-                      self.settings.landing, self.target.events, err)
-            return
-        self._merges.inc()
-        self._merged.inc(result.inserted)
-
-
 class ImportSubscription(beam.PTransform):
     """Read a subscription into the target. ``local=True``: the pull-land-ack reader (returns report
     counts when it stops); otherwise Beam's ReadFromPubSub in a streaming job (returns None: its
@@ -403,6 +342,8 @@ class ImportSubscription(beam.PTransform):
                     | "PullLandAck" >> beam.ParDo(PullLandAckFn(*stage_args)))
         from apache_beam.io.gcp.pubsub import ReadFromPubSub
         from apache_beam.transforms.periodicsequence import PeriodicImpulse
+
+        from transforms.pubsub_dataflow import MergeLandedFn, ProcessAndLandFn
 
         _ = (pbegin
              | "ReadFromPubSub" >> ReadFromPubSub(subscription=s.subscription, with_attributes=True)

@@ -1,0 +1,32 @@
+"""What every reader yields besides batches, and the limits it reads under (shared by the readers)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+from transforms.sources import DECOMPRESSION_ERRORS
+
+READ_ERRORS = (*DECOMPRESSION_ERRORS, UnicodeDecodeError, csv.Error)
+"""What a source that breaks mid-way raises (pyarrow's ArrowInvalid is a ValueError)."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    batch_size: int = 50_000
+    max_line_bytes: int = 1 << 20
+
+
+@dataclass
+class FileError:
+    """A source that could not be read to its end."""
+
+    uri: str
+    message: str
+
+
+@dataclass
+class Count:
+    uri: str
+    metric: str
+    n: int = 1
