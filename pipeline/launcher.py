@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
+from pipeline import progress
 from pipeline import report as run_report
 from pipeline.cli import check_import_flags, import_help
 from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
@@ -226,9 +228,11 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
 
     clock = time.monotonic()
     template = options.view_as(GoogleCloudOptions).template_location
+    watched = _progress(checked, tasks if checked.stream is None else [], local_runner and not template)
     try:
-        result = p.run()
-        result.wait_until_finish()
+        with watched:
+            result = p.run()
+            result.wait_until_finish()
     except BaseException as err:
         if isinstance(err, Interrupted):
             _settle(err, checked, run_id, launch, work_dir)
@@ -266,6 +270,14 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     if report["unusable_files"]:
         return EXIT_UNUSABLE, report
     return (EXIT_OK if report["ok"] else EXIT_BAD_INPUT), report
+
+
+def _progress(checked: CheckedOptions, tasks: list, local: bool):
+    """The progress display of a local file import (``pipeline.progress``); Dataflow shows its own."""
+    if not local or not tasks:
+        return contextlib.nullcontext()
+    staging = {"write_rows": "staging the rows for BigQuery"} if checked.target is not None else {}
+    return progress.shown(progress.Progress(tasks, phase_names=staging))
 
 
 def unusable_files(report: dict) -> dict[str, str]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
+from transforms import progress
 from transforms.parse import parse_elements, split_json_array
 from transforms.read_csv import read_csv
 from transforms.read_parquet import read_parquet
@@ -282,7 +283,13 @@ def read_task(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_line
         "parquet": lambda: read_parquet(task, ctx, limits),
         REPLAY_FORMAT: lambda: read_replay(task, ctx, limits),
     }
+    ticker = progress.ReadTicker(task.uri, task.split_index, task.start,
+                                 task.size if task.end is None else min(task.end, task.size))
     try:
-        yield from readers[task.format]()
+        for item in readers[task.format]():
+            if isinstance(item, (LineBatch, RecordBatch)):
+                ticker.tick(len(item.lines) if isinstance(item, LineBatch) else len(item))
+            yield item
     except READ_ERRORS as err:
         yield FileError(task.uri, f"{type(err).__name__}: {err}")
+    ticker.done()

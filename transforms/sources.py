@@ -20,6 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 import transforms.gcs  # noqa: F401  (Beam's GCS clients: anonymous under STORAGE_EMULATOR_HOST)
+from transforms import progress
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
 REPLAY_FORMAT = "replay"
@@ -158,6 +159,7 @@ class _StreamDecompressor(io.RawIOBase):
 def open_source(uri: str, compression: str):
     """A binary stream of the file's decompressed bytes."""
     raw = FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)
+    progress.track_stream(raw)  # the read's progress is told in stored bytes
     if compression == "none":
         return raw
     if compression == "gzip":

@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from transforms import dedupe, normalize, parse, read, validate
+from transforms import dedupe, normalize, parse, progress, read, validate
 from transforms.coders import Batch  # also registers the batch coders
 from transforms.privacy import redact
 from transforms.records import ImportContext, LineBatch, prepare_worker_gc
@@ -297,7 +297,13 @@ class ResolveBucketFn(_TimedDoFn):
 
     STAGE = "dedupe"
 
+    def start_bundle(self) -> None:
+        self._told = False
+
     def process(self, element) -> Iterator:
+        if not self._told:  # in process, not start_bundle: a fused stage starts its bundles last-first
+            self._told = True
+            progress.phase("dedupe")
         bucket, parts = element
         started = time.perf_counter()
         result = dedupe.resolve_bucket(bucket_tables(parts))

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas.bigquery import CONFLICT_TABLE_SCHEMA, DEAD_LETTER_TABLE_SCHEMA, EVENTS_SCHEMA
-from transforms import bq_tables
+from transforms import bq_tables, progress
 from transforms.bq_client import BigQueryTarget, TableRef
 from transforms.bq_merge import WriteTables, end_claim, ids_table, insert_new_rows_script, outcome_counts, runs_table
 from transforms.serialize import conflict_json, dead_letter_json
@@ -128,6 +128,7 @@ class LoadAndMergeFn(beam.DoFn):
     def _write(self, row_files, dead_files, conflict_files):
         staging = staging_tables(self.target, self.run_id, self.launch)
         started = time.perf_counter()
+        progress.phase("load")
         for kind, files, schema, fmt in (
                 ("rows", sorted(row_files), EVENTS_SCHEMA, "PARQUET"),
                 ("dead_letters", _non_empty(dead_files), DEAD_LETTER_TABLE_SCHEMA, "NEWLINE_DELIMITED_JSON"),
@@ -136,16 +137,19 @@ class LoadAndMergeFn(beam.DoFn):
             if files:
                 bq_tables.load_files(self.bq, staging[kind], files, schema, fmt, step=self._step(f"load_{kind}"))
         self._load_ms.update(int((time.perf_counter() - started) * 1000))
+        progress.phase("load", "ended")
         events = self.target.events
         tables = WriteTables(events, ids_table(events), runs_table(events), self.target.dead_letters,
                              self.target.conflicts)
         sql = insert_new_rows_script(tables, f"SELECT * FROM {staging['rows'].sql}", EVENT_COLUMNS,
                                      run_logs=(staging["dead_letters"], staging["conflicts"]), final_status="merged")
         started = time.perf_counter()
+        progress.phase("merge")
         result = outcome_counts(bq_tables.run_script(
             self.bq, sql, {"run": self.run_id, "launch": self.launch, "detected_at": self.imported_at},
             step=self._step("write")))
         self._merge_ms.update(int((time.perf_counter() - started) * 1000))
+        progress.phase("merge", "ended")
         # committed: nothing staged is needed any more, by this execution or by a retry of it
         for ref in staging.values():
             _drop_staging(self.bq, ref)

@@ -13,6 +13,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from transforms import progress
 from transforms.serialize import conflict_json, dead_letter_json
 
 ROWS_DIR = "rows"
@@ -34,7 +35,13 @@ class WriteParquetFn(beam.DoFn):
     def __init__(self, output_dir: str, buckets: int) -> None:
         self.output_dir, self.buckets = output_dir, buckets
 
+    def start_bundle(self) -> None:
+        self._told = False
+
     def process(self, element):
+        if not self._told:
+            self._told = True
+            progress.phase("write_rows")
         bucket, table = element
         path = rows_path(self.output_dir, bucket, self.buckets)
         with FileSystems.create(path) as f:
