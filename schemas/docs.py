@@ -13,6 +13,7 @@ from schemas.envelope import (
     ENVELOPE,
     IDS_COLUMNS,
     LABEL_ISSUES,
+    LOAD_REASONS,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
     MAX_TEXT_LENGTH,
@@ -111,6 +112,8 @@ def render() -> str:
         out.append(f"| `{rule.code}` | validate | {_cell(rule.message)} |")
     for code, text in TIMESTAMP_REASONS.items():
         out.append(f"| `{code}` | normalize | {_cell(text)} |")
+    for code, text in LOAD_REASONS.items():
+        out.append(f"| `{code}` | {'validate' if code.startswith('row:') else 'load'} | {_cell(text)} |")
     out += ["", "## Quality flags (row kept)", "", "| code | meaning |", "|---|---|"]
     for code, text in LABEL_ISSUES.items():
         out.append(f"| `{code}` | {_cell(text)} |")

@@ -272,6 +272,11 @@ DEAD_LETTER_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("source_message_id", "string", "Pub/Sub message id, when the record came from a subscription."),
     OutputColumn("source_attributes", "string", "Pub/Sub message attributes, as a JSON object."),
     OutputColumn("rejected_at", "timestamp", "When the import run started (UTC).", required=True),
+    OutputColumn("raw_payload_uri", "string",
+                 "Where the whole payload is stored when it was too large to keep in this table (over 1 MiB, "
+                 "or a line over --max_line_bytes): a file under --dead_letter_payloads (OUTPUT_DIR/"
+                 "dead_letter_payloads with the file sink); `raw_payload` then holds its first MiB. A replay "
+                 "reads the payload from there."),
 )
 
 # The landing table of a Pub/Sub import: rows as they arrive, before the MERGE dedupes them.
@@ -324,6 +329,13 @@ PARSE_REASONS = {
     "parse:not_an_object": "The JSON value is neither an envelope object nor an array of envelopes.",
     "parse:empty_array": "The line is a JSON array with no envelope in it.",
     "parse:invalid_csv": "The CSV row does not match the header.",
+    "parse:invalid_unicode": "The JSON has a \\u escape of a lone UTF-16 surrogate (e.g. `\\ud800`): no UTF-8 "
+                             "text holds it, and BigQuery refuses it.",
+}
+LOAD_REASONS = {
+    "row:too_large": "The record is larger than a BigQuery row may be (100 MB for load jobs, 10 MB for the "
+                     "streaming inserts of a Pub/Sub import); found before anything is sent.",
+    "bigquery:refused": "The Pub/Sub landing table refused the row (insertAll's answer is in the message).",
 }
 TIMESTAMP_REASONS = {
     "timestamp:missing": "No timestamp, and the missing-timestamp policy is `reject`.",

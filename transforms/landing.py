@@ -54,15 +54,19 @@ def request_chunks(sizes: list[int], max_bytes: int = MAX_REQUEST_BYTES,
 
 
 def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: list[str],
-            sizes: list[int] | None = None) -> dict[int, str]:
-    """Insert ``rows`` in byte-sized requests; returns ``{index: why}`` of the rows the table refused.
+            sizes: list[int] | None = None) -> dict[int, tuple[str, str]]:
+    """Insert ``rows`` in byte-sized requests; returns ``{index: (reason code, why)}`` of the rows not
+    stored: ``row:too_large`` for a row larger than any request may be (never sent: BigQuery's limit,
+    ``transforms.bigquery_values``), ``bigquery:refused`` for a row the table refused.
     ``sizes``: each row's JSON size when the caller knows it (else each row is encoded to measure it).
 
     insertAll refuses a whole request when one row is invalid (the others come back ``stopped``): the
     invalid rows are taken out and the rest is sent again with the same insertIds, once."""
     sizes = sizes if sizes is not None else [len(orjson.dumps(r)) for r in rows]
     chunks, too_large = request_chunks(sizes)
-    refused = {i: f"row of {sizes[i]:,} bytes: larger than one insert request may be" for i in too_large}
+    refused = {i: ("row:too_large", f"The row's JSON is {sizes[i]:,} bytes: larger than a streaming insert "
+                                    f"may take ({MAX_REQUEST_BYTES:,} bytes with the request's own).")
+               for i in too_large}
     for chunk in chunks:
         for attempt in range(2):
             errors = bq.client.insert_rows_json(
@@ -74,7 +78,8 @@ def _insert(bq: BigQuerySession, table: TableRef, rows: list[dict], row_ids: lis
             for e in errors:
                 reasons = [x for x in e.get("errors", []) if x.get("reason") != "stopped"]
                 if reasons:
-                    invalid[chunk[e["index"]]] = "; ".join(f"{x.get('reason')}: {x.get('message')}" for x in reasons)
+                    invalid[chunk[e["index"]]] = ("bigquery:refused", "; ".join(
+                        f"{x.get('reason')}: {x.get('message')}" for x in reasons))
             if not invalid or attempt:
                 raise TargetError(f"{table} refused {len(errors)} row(s) and named no invalid one: {errors[:3]}")
             refused.update(invalid)
@@ -91,8 +96,9 @@ def _insert_ids(n: int) -> list[str]:
     return [f"{batch}/{i}" for i in range(n)]
 
 
-def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_micros: int) -> list[tuple[dict, str]]:
-    """Append normalized rows to the landing table; returns the rows it refused, with why."""
+def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table,
+                landed_micros: int) -> list[tuple[dict, tuple[str, str]]]:
+    """Append normalized rows to the landing table; returns the rows not stored, with (code, why)."""
     if not rows.num_rows:
         return []
     landed = iso_micros(landed_micros)
@@ -103,16 +109,17 @@ def append_rows(bq: BigQuerySession, landing: TableRef, rows: pa.Table, landed_m
     return [(records[i], why) for i, why in sorted(refused.items())]
 
 
-def refused_dead_letters(refused: list[tuple[dict, str]], messages: list[Message], subscription: str,
+def refused_dead_letters(refused: list[tuple[dict, tuple[str, str]]], messages: list[Message], subscription: str,
                          ctx: ImportContext) -> list[dict]:
-    """Dead letters (stage ``load``, reason ``bigquery:refused``) of rows the landing table refused, each
-    with its message's payload (a replay re-reads the message) and lineage."""
+    """Dead letters (stage ``load``, reason ``bigquery:refused`` or ``row:too_large``) of rows the landing
+    table refused or could not be sent, each with its message's payload (a replay re-reads the message)
+    and lineage."""
     by_id = {m.message_id: m for m in messages}
     dead = []
-    for row, why in refused:
+    for row, (code, why) in refused:
         message = by_id.get(row.get("source_message_id"))
         raw = message.data if message is not None else orjson.dumps(row)
-        d = dead_letter(ctx, "load", [{"code": "bigquery:refused", "field": None, "message": why[:1000],
+        d = dead_letter(ctx, "load", [{"code": code, "field": None, "message": why[:1000],
                                        "value": None}], raw, subscription, None, row.get("source_index"))
         if message is not None:
             d["source_message_id"] = message.message_id
@@ -133,7 +140,7 @@ def land_batch(bq: BigQuerySession, landing: TableRef, dead_letters: TableRef, p
         more = refused_dead_letters(refused, messages, subscription, ctx)
         dead = dead + more
         extra["dead_lettered"] += len(more)
-        extra["dead_letter:bigquery:refused"] += len(more)
+        extra.update(f"dead_letter:{code}" for _, (code, _) in refused)
     append_dead_letters(bq, dead_letters, dead, stored)
     return extra
 
@@ -187,7 +194,8 @@ def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict],
     if fresh:
         refused = _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in fresh], ids)
         if refused:  # a dead letter that cannot be stored must fail the batch: its message is then not acked
-            raise TargetError(f"{table} refused {len(refused)} dead letter(s); first: {next(iter(refused.values()))}")
+            first = next(iter(refused.values()))[1]
+            raise TargetError(f"{table} refused {len(refused)} dead letter(s); first: {first}")
     return len(dead) - len(fresh)
 
 

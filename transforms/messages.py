@@ -15,6 +15,7 @@ import orjson
 import pyarrow as pa
 
 from schemas.arrow import ROW_SCHEMA
+from transforms.bigquery_values import MAX_STREAM_ROW_BYTES
 from transforms.normalize import normalize_batch
 from transforms.parse import parse_lines
 from transforms.privacy import redact
@@ -54,7 +55,7 @@ def process_messages(messages: list[Message], subscription: str, ctx: ImportCont
     lines = LineBatch(subscription, [m.data for m in messages], list(range(len(messages))))
     records, dead = parse_lines(lines, ctx)
     counts: Counter = Counter(read=len(records) + len(dead))
-    valid, invalid = validate_batch(records, ctx)
+    valid, invalid = validate_batch(records, ctx, MAX_STREAM_ROW_BYTES)  # rows land through insertAll
     dead += invalid
     if len(valid):
         table, late_dead, flags = normalize_batch(valid, ctx, policy)

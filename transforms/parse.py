@@ -81,13 +81,19 @@ def parse_elements(elements: list[bytes], ctx: ImportContext, uri: str, line: in
             except UnicodeDecodeError as bad:
                 code, detail = "read:invalid_utf8", f"Byte {bad.start}: {bad.reason}; element {index} of the array."
             else:
-                code = "parse:invalid_json"
+                code = json_error_code(error.msg)
             cut = len(raw) > max_bytes
             dead.append(dead_letter(ctx, "parse", [_invalid(code, detail)], raw[:max_bytes] if cut else raw,
                                     uri, line, index, truncated=cut, raw_size=len(raw)))
         else:
             parsed.append((value, compact_json(value), index))
     return parsed, dead
+
+
+def json_error_code(message: str) -> str:
+    """The reason code of a JSON parse error: a lone surrogate escape has its own (BigQuery refuses it
+    too; ``transforms.bigquery_values``), anything else is invalid JSON."""
+    return "parse:invalid_unicode" if "surrogate" in message else "parse:invalid_json"
 
 
 def _invalid(code: str, detail: str = "") -> dict:
@@ -139,7 +145,7 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
                 except UnicodeDecodeError as bad:
                     code, detail = "read:invalid_utf8", f"Byte {bad.start}: {bad.reason}."
                 else:
-                    code, detail = "parse:invalid_json", failure
+                    code, detail = json_error_code(failure), failure
                 dead.append(dead_letter(ctx, "parse", [_invalid(code, detail)], raw, uri, line))
                 continue
         if type(value) is dict:

@@ -7,6 +7,7 @@ dead letter and the file reads on.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -113,7 +114,27 @@ def _value_or_unreadable(column: pa.Array, i: int) -> object:
         return UnreadableValue(f"<unreadable {column.type} value: {type(err).__name__}: {err}>")
 
 
+_NON_FINITE = "\u0000non-finite\u0000"
+
+
+def _row_payload(row: dict) -> bytes:
+    """The row as compact JSON; a NaN or ±Infinity float (Parquet has them, JSON does not: orjson would
+    write null, and a replay would then see a missing value) written as the token ``NaN``,
+    ``Infinity`` or ``-Infinity``, so the payload shows what the file held."""
+    odd = {k: v for k, v in row.items() if type(v) is float and not math.isfinite(v)}
+    if not odd:
+        return compact_json(row)
+    raw = compact_json({**row, **{k: _NON_FINITE + repr(v) for k, v in odd.items()}})
+    for text, token in (("nan", b"NaN"), ("inf", b"Infinity"), ("-inf", b"-Infinity")):
+        raw = raw.replace(orjson.dumps(_NON_FINITE + text), token)
+    return raw
+
+
 def _parquet_record(row: dict) -> dict:
+    for name in _NUMBER_FIELDS:  # NaN would read as a missing value later: it is a non-finite number
+        value = row.get(name)
+        if type(value) is float and math.isnan(value):
+            row[name] = math.inf
     data = row.get("data")
     if isinstance(data, str):
         try:
@@ -140,7 +161,7 @@ def read_parquet(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iter
             batch = RecordBatch(task.uri)
             for values in zip(*columns) if columns else ():
                 row = dict(zip(names, values))
-                raw = compact_json(row)  # before _parquet_record rewrites the row in place
+                raw = _row_payload(row)  # before _parquet_record rewrites the row in place
                 batch.append(_parquet_record(row), raw, row_no, None)
                 row_no += 1
             if len(batch):

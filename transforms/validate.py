@@ -16,6 +16,7 @@ import polars as pl
 
 from schemas.envelope import ABSENT, ARRAY, BOOLEAN, ENVELOPE, NULL, NUMBER, OBJECT, STRING
 from schemas.validation import WIRE_SUFFIX, Rule, envelope_schema, value_dtype
+from transforms.bigquery_values import MAX_LOAD_ROW_BYTES, ROW_TOO_LARGE, oversized
 from transforms.records import ImportContext, RecordBatch, cyclic_gc_paused, dead_letter, reason
 
 UNSUPPORTED = "unsupported"
@@ -144,18 +145,23 @@ def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
     return failing
 
 
-def validate_batch(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
-    """Keep the envelopes that pass every rule; dead-letter the others with all their reasons."""
+def validate_batch(batch: RecordBatch, ctx: ImportContext,
+                   max_row_bytes: int = MAX_LOAD_ROW_BYTES) -> tuple[RecordBatch, list[dict]]:
+    """Keep the envelopes that pass every rule; dead-letter the others with all their reasons. A record
+    too large for a BigQuery row of ``max_row_bytes`` is one too (``transforms.bigquery_values``)."""
     with cyclic_gc_paused():
-        return _validate_batch(batch, ctx)
+        return _validate_batch(batch, ctx, max_row_bytes)
 
 
-def _validate_batch(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
+def _validate_batch(batch: RecordBatch, ctx: ImportContext,
+                    max_row_bytes: int = MAX_LOAD_ROW_BYTES) -> tuple[RecordBatch, list[dict]]:
     if not batch.records:
         return batch, []
     frame = wire_frame(batch.records, batch.fields)
     batch.fields = None  # the frame has them now
     failing = failures_by_row(frame)
+    for i in oversized(batch.raws, max_row_bytes):
+        failing.setdefault(i, []).append(ROW_TOO_LARGE)
     if not failing:
         batch.frame = frame
         return batch, []
