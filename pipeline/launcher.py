@@ -29,7 +29,7 @@ from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
 from transforms.records import ImportContext
 from transforms.runners import is_local_runner
-from transforms.sources import InputError, expand_patterns, plan_reads
+from transforms.sources import REPLAY_FORMAT, InputError, expand_patterns, plan_reads
 from transforms.timestamps import to_micros
 from transforms.write_bigquery import WriteBigQuery
 from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
@@ -209,6 +209,8 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         checked = with_derived_buckets(checked, files, local_runner)  # before the sinks: they name files after it
         sources = [uri for uri, _ in files]
         tasks = plan_reads(files, checked.input_format, checked.split_bytes)
+        # a replay's file of payloads is not a source: its records are reported under their own files
+        sources = [uri for uri in sources if uri not in {t.uri for t in tasks if t.format == REPLAY_FORMAT}]
         sink = None
         if checked.dry_run:
             pass

@@ -5,10 +5,12 @@
                               [--source URI] IMPORT_FLAGS…
 
 The raw payloads (exact bytes, from ``raw_payload_base64`` when set) are written to a replay file
-(``.replay``: one payload per line, base64, so a payload holding line breaks stays one record), which
-is then imported like any export: rows already in the target stay single (the
-MERGE), records rejected again are dead-lettered again with the new run id, and the report accounts
-for every one. Redacted dead letters hold no payload and are skipped (and counted).
+(``.replay``: one dead letter per line, its payload in base64 so a payload holding line breaks stays
+one record, with its lineage), which is then imported like any export: rows already in the target
+stay single (the MERGE), records rejected again are dead-lettered again with the new run id, and the
+report accounts for every one. Each record keeps its dead letter's lineage: source file, line, index
+in a JSON array, Pub/Sub message id and attributes, and ``datasourceId`` (``transforms.read.
+read_replay``). Redacted dead letters hold no payload and are skipped (and counted).
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ def events_table_of(dead_letter_table: str) -> str:
     return str(ref.sibling(ref.table.removesuffix("_dead_letters")))
 
 
+LINEAGE = ("source_uri", "source_line", "source_index", "source_message_id", "source_attributes", "datasource_id")
+"""What a replayed record keeps of its dead letter (``transforms.read.read_replay``)."""
+
+
+def replay_line(dead: dict, data: bytes) -> bytes:
+    """One line of a replay file: the payload in base64 and the dead letter's lineage."""
+    entry = {k: dead.get(k) for k in LINEAGE if dead.get(k) is not None}
+    return orjson.dumps({**entry, "payload_base64": base64.b64encode(data).decode("ascii")}) + b"\n"
+
+
 def from_files(pattern: str) -> list[dict]:
     records = []
     try:
@@ -79,7 +91,11 @@ def from_table(table: str, endpoint: str | None, reason: str | None, run_id: str
 
     session = BigQuerySession(make_client(ref.project, endpoint), 60.0)
     try:
-        return query(session, f"SELECT raw_payload, raw_payload_base64 FROM {ref.sql} WHERE {' AND '.join(where)} "
+        # a table made before a column existed lacks it (the next import adds it): NULL in its place
+        present = {f.name for f in session.client.get_table(ref.api_id).schema}
+        lineage = [c if c in present else f"NULL AS {c}" for c in LINEAGE]
+        return query(session, f"SELECT raw_payload, raw_payload_base64, {', '.join(lineage)} FROM {ref.sql} "
+                              f"WHERE {' AND '.join(where)} "
                               f"ORDER BY rejected_at, source_uri, source_line, source_index", params)
     finally:
         session.close()
@@ -140,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except (GoogleAPIError, TargetError) as err:  # BigQuery unreachable, the table missing
         print(f"error: cannot read {args.from_table}: {err}", file=sys.stderr)
         return 3
-    payloads = [payload(r) for r in records]
-    redacted = sum(p is None for p in payloads)
-    payloads = [p for p in payloads if p is not None]
+    payloads = [(r, payload(r)) for r in records]
+    redacted = sum(p is None for _, p in payloads)
+    payloads = [(r, p) for r, p in payloads if p is not None]
     if redacted:
         print(f"skipping {redacted} redacted dead letter(s): they hold no payload to replay", file=sys.stderr)
     if not payloads:
@@ -150,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         path = Path(folder) / f"replayed-dead-letters.{REPLAY_FORMAT}"
-        # base64: a payload may hold line breaks (a pretty-printed Pub/Sub body, a multi-line CSV row)
-        path.write_bytes(b"".join(base64.b64encode(p) + b"\n" for p in payloads))
+        # grouped by origin, so that the records of one file read as one source (transforms.read.read_replay)
+        payloads.sort(key=lambda rp: tuple("" if rp[0].get(k) is None else str(rp[0][k]) for k in LINEAGE[:1]))
+        path.write_bytes(b"".join(replay_line(r, p) for r, p in payloads))
         print(f"replaying {len(payloads)} dead letter(s)", file=sys.stderr)
         return import_main(["--input", str(path), *import_flags])
 

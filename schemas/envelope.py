@@ -277,6 +277,9 @@ DEAD_LETTER_COLUMNS: tuple[OutputColumn, ...] = (
                  "or a line over --max_line_bytes): a file under --dead_letter_payloads (OUTPUT_DIR/"
                  "dead_letter_payloads with the file sink); `raw_payload` then holds its first MiB. A replay "
                  "reads the payload from there."),
+    OutputColumn("datasource_id", "string",
+                 "The `datasourceId` the import gave its events (`--datasource_id`); a replay gives it back to "
+                 "the record's row."),
 )
 
 # The landing table of a Pub/Sub import: rows as they arrive, before the MERGE dedupes them.

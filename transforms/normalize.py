@@ -75,6 +75,7 @@ def _normalize_batch(
     filled = np.isnan(epochs)
 
     n = len(records)
+    origin = batch.origin or {}  # a replayed record keeps its dead letter's message id and datasourceId
     buffers = LabelBuffers()
     buffers.add(map(dict.get, records, repeat("data")), frame["name"].to_list(),
                 filled if filled.any() else None)
@@ -87,7 +88,7 @@ def _normalize_batch(
         "eventId": col["eventId"],
         "timestamp": pa.array(micros, pa.int64()).cast(ROW_SCHEMA.field("timestamp").type),
         "key": col["key"],
-        "datasourceId": [ctx.datasource_id] * n,
+        "datasourceId": [origin.get("datasource_id") or ctx.datasource_id] * n,
         "name": col["name"],
         "tmpId": col["tmpId"],
         "clientId": col["clientId"],
@@ -105,9 +106,9 @@ def _normalize_batch(
         "source_uri": [batch.source_uri] * n,
         "source_line": batch.line_numbers,
         "source_index": batch.indexes,
-        "source_message_id": [None] * n,
+        "source_message_id": [origin.get("source_message_id")] * n,
         "source_published_at": pa.nulls(n, ROW_SCHEMA.field("source_published_at").type),
-        "source_attributes": [None] * n,
+        "source_attributes": [origin.get("source_attributes")] * n,
         "import_run_id": [ctx.run_id] * n,
         "imported_at": pa.array([ctx.started_micros] * n, pa.int64()).cast(ROW_SCHEMA.field("imported_at").type),
     }

@@ -12,16 +12,26 @@ import io
 import logging
 import time
 from collections.abc import Iterator
+from itertools import groupby
 
 import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms import progress
-from transforms.parse import parse_elements, split_json_array
+from transforms.parse import parse_elements, parse_lines, split_json_array
 from transforms.read_csv import read_csv
 from transforms.read_parquet import read_parquet
 from transforms.read_types import READ_ERRORS, Count, FileError, ReadLimits
-from transforms.records import ImportContext, LineBatch, RecordBatch, compact_json, dead_letter, reason
+from transforms.records import (
+    ORIGIN_COLUMNS,
+    ImportContext,
+    LineBatch,
+    RecordBatch,
+    compact_json,
+    dead_letter,
+    reason,
+    stamp_origin,
+)
 from transforms.sources import REPLAY_FORMAT, ReadTask, open_source
 
 log = logging.getLogger(__name__)
@@ -264,14 +274,57 @@ def _element_batches(elements: list[bytes], uri: str, ctx: ImportContext, limits
 
 
 def read_replay(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator:
-    """A replay file (``transforms.sources.REPLAY_FORMAT``): each line the base64 of one payload, read
-    as the line of an export it was, line breaks inside it included."""
+    """A replay file (``transforms.sources.REPLAY_FORMAT``, written by ``pipeline.replay``): one dead
+    letter per line, as a JSON object with its payload in base64 (``payload_base64``: line breaks
+    inside a payload stay inside one record) and its lineage: ``source_uri``, ``source_line``,
+    ``source_index`` and ``ORIGIN_COLUMNS``. Each payload is read as the line of an export it was, and
+    its record (row or dead letter again) keeps that lineage: the batches are the original file's, with
+    its line numbers. A line that is bare base64 (files of earlier versions) is a payload of this file."""
     with open_source(task.uri, task.compression) as f:
         content, error = _read_all(f)
-    payloads = (base64.b64decode(line) for line in content.split(b"\n") if line.strip())
-    yield from _line_batches(((p, len(p)) for p in payloads), task.uri, ctx, limits, 1)
+    entries = (_replay_entry(line, task.uri, n) for n, line in enumerate(content.split(b"\n"), 1) if line.strip())
+    for (uri, origin), group in groupby(entries, key=lambda e: (e[0], e[4])):
+        yield from _replayed(list(group), uri, dict(origin) or None, ctx, limits)
     if error is not None:
         raise error
+
+
+def _replay_entry(line: bytes, uri: str, number: int) -> tuple:
+    """(source uri, line, index, payload, origin items) of one line of a replay file."""
+    if not line.lstrip().startswith(b"{"):
+        return uri, number, None, base64.b64decode(line), ()
+    dead = orjson.loads(line)
+    origin = tuple((k, dead.get(k)) for k in ORIGIN_COLUMNS if dead.get(k) is not None)
+    return (dead.get("source_uri") or uri, dead.get("source_line"), dead.get("source_index"),
+            base64.b64decode(dead["payload_base64"]), origin)
+
+
+def _replayed(entries: list[tuple], uri: str, origin: dict | None, ctx: ImportContext,
+              limits: ReadLimits) -> Iterator:
+    """The records of one original source's replayed payloads: parsed as the lines they were, each
+    keeping its line and its index in a JSON array."""
+    batch = RecordBatch(uri, origin=origin)
+    for _, line, index, payload, _ in entries:
+        if len(payload) > limits.max_line_bytes:
+            dead = [dead_letter(
+                ctx, "read", [reason("read:line_too_long", f"{READ_REASONS['read:line_too_long']} "
+                                     f"({len(payload)} > {limits.max_line_bytes} bytes); payload cut to the limit.")],
+                payload[: limits.max_line_bytes], uri, line, index, truncated=True, raw_size=len(payload))]
+            parsed = RecordBatch(uri)
+        else:
+            parsed, dead = parse_lines(LineBatch(uri, [payload], [line]), ctx)
+        for d in stamp_origin(dead, origin):
+            if d["source_index"] is None:
+                d["source_index"] = index
+            yield Count(uri, "read")
+            yield d
+        for record, raw, at in zip(parsed.records, parsed.raws, parsed.indexes, strict=True):
+            batch.append(record, raw, line, index if at is None else at)
+            if len(batch) >= limits.batch_size:
+                yield batch
+                batch = RecordBatch(uri, origin=origin)
+    if len(batch):
+        yield batch
 
 
 def read_task(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_line: int = 1) -> Iterator:

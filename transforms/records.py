@@ -160,6 +160,9 @@ class RecordBatch(Batch):
     frame: object = None
     """After validation: the polars wire frame of these records (typed envelope columns), so later
     stages take whole columns instead of walking the records again."""
+    origin: dict | None = None
+    """Lineage that the batch's records carry from elsewhere (a replay: ``ORIGIN_COLUMNS`` of the dead
+    letters they were), stamped on their rows and on their dead letters; None for a first import."""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -200,7 +203,7 @@ class RecordBatch(Batch):
             pick = lambda values: [values[i] for i in keep]  # noqa: E731
         # ``fields`` is flat (several values per record): the subset's are taken from its records again
         return RecordBatch(self.source_uri, pick(self.records), pick(self.raws), pick(self.line_numbers),
-                           pick(self.indexes))
+                           pick(self.indexes), origin=self.origin)
 
 
 class _Token(bytes):
@@ -284,4 +287,17 @@ def dead_letter(
         "source_message_id": None,
         "source_attributes": None,
         "rejected_at": ctx.started_micros,
+        "datasource_id": ctx.datasource_id,
     }
+
+
+ORIGIN_COLUMNS = ("source_message_id", "source_attributes", "datasource_id")
+"""What a replayed record keeps of its dead letter besides file, line and index (``RecordBatch.origin``)."""
+
+
+def stamp_origin(dead: list[dict], origin: dict | None) -> list[dict]:
+    """Dead letters of records with an ``origin`` (a replay) carry it, as the rows do."""
+    if origin:
+        for d in dead:
+            d.update((k, v) for k, v in origin.items() if v is not None)
+    return dead

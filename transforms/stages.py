@@ -23,7 +23,7 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms import dedupe, normalize, parse, progress, read, validate
 from transforms.coders import Batch  # also registers the batch coders
 from transforms.privacy import redact
-from transforms.records import ImportContext, LineBatch, prepare_worker_gc
+from transforms.records import ImportContext, LineBatch, prepare_worker_gc, stamp_origin
 from transforms.row_policy import RowPolicy, apply_row_policy
 from transforms.sources import ReadTask
 from transforms.timestamps import TimestampPolicy
@@ -92,7 +92,7 @@ class ParseRecordsFn(_TimedDoFn):
             records, dead = parse.check_objects(batch, self.ctx)
         self._timed(started, len(records) + len(dead))
         yield TaggedOutput(COUNTS, ((batch.source_uri, "read"), len(records) + len(dead)))
-        yield from _dead_letter_outputs(dead)
+        yield from _dead_letter_outputs(stamp_origin(dead, getattr(batch, "origin", None)))
         if len(records):
             yield records
 
@@ -110,7 +110,7 @@ class ValidateEnvelopesFn(_TimedDoFn):
         started = time.perf_counter()
         valid, dead = validate.validate_batch(batch, self.ctx)
         self._timed(started, len(batch))
-        yield from _dead_letter_outputs(dead)
+        yield from _dead_letter_outputs(stamp_origin(dead, getattr(batch, "origin", None)))
         if len(valid):
             yield valid
 
@@ -136,7 +136,7 @@ class NormalizeEventsFn(_TimedDoFn):
             for uri, n in bots.items():
                 yield TaggedOutput(COUNTS, ((uri, "filtered_bot"), n))
         self._timed(started, len(batch))
-        yield from _dead_letter_outputs(dead)
+        yield from _dead_letter_outputs(stamp_origin(dead, getattr(batch, "origin", None)))
         for flag, n in flags.items():
             yield TaggedOutput(COUNTS, ((batch.source_uri, "label_issue:" + flag), n))
         if table.num_rows:
