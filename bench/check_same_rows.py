@@ -1,9 +1,11 @@
 """Check that the reference importer and the pipeline produce the same rows (and the same counts).
 
     .venv/bin/python bench/check_same_rows.py [--events 200000] [--seed 42] [--input FILE] [--edge-cases]
+                                              [--polars]
 
-Runs ``python -m pipeline --input FILE --output_dir DIR`` and ``bench/reference_import.py`` on the
-same generated file, with the same event-time bounds, then compares the sets of
+Runs ``python -m pipeline --input FILE --output_dir DIR`` and ``bench/reference_import.py`` (with
+``--polars``: ``bench/polars_import.py``, the polars yardstick) on the same generated file, with the
+same event-time bounds, then compares the sets of
 (eventId, timestamp, url, ids, transId, value, labels); then, row by row on eventId, every other
 content and lineage column; then the counts of the pipeline's report against the reference's.
 Prints every kind of difference with examples; exits 1 if there is any.
@@ -45,7 +47,7 @@ def plain(table: pa.Table, columns: list[str]) -> list[tuple]:
         values = col.to_pylist()
         if name == "labels":
             values = [None if v is None else tuple((x["key"], x["value"]) for x in v) for v in values]
-        elif pa.types.is_list(col.type):
+        elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             values = [None if v is None else tuple(v) for v in values]
         cols.append(values)
     return list(zip(*cols))
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edge-cases", action="store_true",
                     help="check on bench/data/edge-cases.ndjson (odd records, written by this script) instead")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--polars", action="store_true",
+                    help="compare with bench/polars_import.py instead of bench/reference_import.py")
     args = ap.parse_args(argv)
     if args.edge_cases:
         source = write_edge_cases(Path(__file__).resolve().parent / "data" / "edge-cases.ndjson")
@@ -76,19 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"input {source}\nwork  {work}")
         run([PYTHON, "-m", "pipeline", "--input", str(source), "--output_dir", str(work / "pipeline"),
              "--max_event_time", MAX_EVENT_TIME, "--run_id", "check"], work / "pipeline.log")
-        run([PYTHON, str(ROOT / "bench" / "reference_import.py"), "--input", str(source),
+        other = "polars_import.py" if args.polars else "reference_import.py"
+        run([PYTHON, str(ROOT / "bench" / other), "--input", str(source),
              "--output", str(work / "reference.parquet"), "--max_event_time", MAX_EVENT_TIME, "--run_id", "check",
              "--json"], work / "reference.log")
         pipe = pa.concat_tables(pq.read_table(p) for p in sorted((work / "pipeline" / "rows").glob("*.parquet")))
         ref = pq.read_table(work / "reference.parquet")
-        problems = compare(pipe, ref)
-        problems += check_urls(pipe)
+        problems = compare(pipe, ref, OTHER_COLUMNS + ["agent"] if args.polars else OTHER_COLUMNS)
+        problems += check_urls(pipe, polars=args.polars)
         report = orjson.loads((work / "pipeline" / "import_report.json").read_bytes())["total"]
         mine = orjson.loads((work / "reference.log").read_bytes().splitlines()[-1])
         for key in COUNT_KEYS:
             if report.get(key) != mine.get(key):
                 problems += 1
-                print(f"count {key}: pipeline {report.get(key)} != reference {mine.get(key)}")
+                print(f"count {key}: pipeline {report.get(key)} != {other} {mine.get(key)}")
         print("counts:", {k: report.get(k) for k in COUNT_KEYS[:6]})
         print("SAME ROWS AND COUNTS" if not problems else f"{problems} DIFFERENCE(S)")
         return 1 if problems else 0
@@ -171,12 +176,20 @@ def write_edge_cases(path: Path) -> Path:
     return path
 
 
-def check_urls(pipe: pa.Table, n_random: int = 50_000) -> int:
-    """The reference's vectorized URL path against ``transforms.urls.normalize_url`` on tricky and
-    random URLs (the row comparison only sees the generator's URL shapes)."""
+def check_urls(pipe: pa.Table, n_random: int = 50_000, polars: bool = False) -> int:
+    """The reference's (or the polars yardstick's) vectorized URL path against
+    ``transforms.urls.normalize_url`` on tricky and random URLs (the row comparison only sees the
+    generator's URL shapes)."""
     import random
 
-    from reference_import import normalize_url_column
+    if polars:
+        import polars as pl
+        from polars_import import normalize_url_values
+
+        def normalize_url_column(urls: pa.Array) -> tuple[pa.Array]:
+            return (normalize_url_values(pl.Series(urls.to_pylist(), dtype=pl.String)).to_arrow(),)
+    else:
+        from reference_import import normalize_url_column
 
     from transforms.urls import normalize_url
 
@@ -202,13 +215,14 @@ def check_urls(pipe: pa.Table, n_random: int = 50_000) -> int:
     urls = sorted(urls)
     fast = normalize_url_column(pa.array(urls, pa.string()))[0].to_pylist()
     wrong = [(u, f, normalize_url(u)) for u, f in zip(urls, fast) if f != normalize_url(u)]
-    print(f"URL fast path vs normalize_url: {len(urls):,} distinct URLs, {len(wrong)} different")
+    print(f"URL fast path ({'polars' if polars else 'reference'}) vs normalize_url: {len(urls):,} distinct URLs, "
+          f"{len(wrong)} different")
     for u, f, want in wrong[:10]:
         print(f"  {u!r}: reference {f!r}, normalize_url {want!r}")
     return 1 if wrong else 0
 
 
-def compare(pipe: pa.Table, ref: pa.Table) -> int:
+def compare(pipe: pa.Table, ref: pa.Table, other_columns: list[str] = OTHER_COLUMNS) -> int:
     problems = 0
     print(f"rows: pipeline {pipe.num_rows:,}, reference {ref.num_rows:,}")
     a, b = set(plain(pipe, KEY_COLUMNS)), set(plain(ref, KEY_COLUMNS))
@@ -237,15 +251,15 @@ def compare(pipe: pa.Table, ref: pa.Table) -> int:
     else:
         print("key columns: identical sets")
     # every other column, matched on eventId (unique on both sides)
-    pa_rows = dict(zip(pipe.column("eventId").to_pylist(), plain(pipe, OTHER_COLUMNS)))
-    rf_rows = dict(zip(ref.column("eventId").to_pylist(), plain(ref, OTHER_COLUMNS)))
+    pa_rows = dict(zip(pipe.column("eventId").to_pylist(), plain(pipe, other_columns)))
+    rf_rows = dict(zip(ref.column("eventId").to_pylist(), plain(ref, other_columns)))
     diff_cols = Counter()
     examples: dict[str, tuple] = {}
     for event_id, row in pa_rows.items():
         other = rf_rows.get(event_id)
         if other is None:
             continue
-        for c, x, y in zip(OTHER_COLUMNS, row, other):
+        for c, x, y in zip(other_columns, row, other):
             if x != y:
                 diff_cols[c] += 1
                 examples.setdefault(c, (event_id, x, y))
@@ -255,7 +269,7 @@ def compare(pipe: pa.Table, ref: pa.Table) -> int:
         for c, (event_id, x, y) in examples.items():
             print(f"  {c} of {event_id}: pipeline {x!r}, reference {y!r}")
     else:
-        print(f"other columns ({', '.join(OTHER_COLUMNS)}): identical")
+        print(f"other columns ({', '.join(other_columns)}): identical")
     return problems
 
 
