@@ -13,6 +13,7 @@ import orjson
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.options import CheckedOptions
+from transforms.payloads import bound_payloads
 from transforms.read import ReadLimits
 from transforms.read_pubsub import ImportSubscription
 from transforms.records import ImportContext
@@ -43,7 +44,8 @@ def build_pipeline(
     ``accounting_prefix``. The dedupe shuffles its rows through files under ``shuffle_dir``, or through
     the runner's own shuffle when it is None (see ``shuffle_folder``); ``opts.buckets`` must be set
     (``with_derived_buckets``)."""
-    limits = ReadLimits(batch_size=opts.batch_size, max_line_bytes=opts.max_line_bytes)
+    limits = ReadLimits(batch_size=opts.batch_size, max_line_bytes=opts.max_line_bytes,
+                        payload_dir=opts.dead_letter_payloads)
     rows, dead, stage_counts = (
         p
         | "ReadTasks" >> beam.Create(tasks)
@@ -51,6 +53,8 @@ def build_pipeline(
         | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy, opts.row_policy,
                                                            keep_dead_letters=sink is not None)
     )
+    if sink is not None:  # payloads too large for a dead-letter row: stored whole, cut in the row
+        dead = dead | "BoundPayloads" >> beam.Map(bound_payloads, opts.dead_letter_payloads)
     unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets, shuffle_dir)
     outputs = ImportOutputs(unique, dead, conflicts)
     all_counts = [stage_counts, dedupe_counts]

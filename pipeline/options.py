@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from schemas.envelope import DATASOURCE_ID_PATTERN
 from transforms.bq_client import BigQueryTarget, TableRef
+from transforms.payloads import PAYLOADS_DIR
 from transforms.privacy import PSEUDONYMIZABLE
 from transforms.read_pubsub import StreamSettings
 from transforms.row_policy import RowPolicy
@@ -39,7 +40,8 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
                 "--pubsub_reader", "--landing_table"),
     "normalization": ("--missing_timestamp", "--default_timestamp", "--timestamp_unit", "--min_event_time",
                       "--max_event_time", "--drop_bots"),
-    "privacy": ("--pseudonymize", "--hash_key_env", "--hash_key_secret", "--redact_dead_letters"),
+    "privacy": ("--pseudonymize", "--hash_key_env", "--hash_key_secret", "--redact_dead_letters",
+                "--dead_letter_payloads"),
     "performance": ("--buckets", "--batch_size", "--split_bytes"),
 }
 """Every flag of the import, by the group ``--help`` shows it in (``pipeline.cli``; a flag missing here
@@ -188,6 +190,12 @@ class ImportOptions(PipelineOptions):
             help="Keep only a SHA-256 digest and the size of rejected payloads (and no offending values) in dead "
                  "letters: nothing personal is stored, but they can no longer be fixed and replayed.")
         parser.add_argument(
+            "--dead_letter_payloads", default=None, metavar="DIR",
+            help="Folder (local or gs://) where a dead letter's payload too large to keep whole in its row (over "
+                 "1 MiB, or a line over --max_line_bytes) is stored whole; the dead letter names the file in "
+                 "raw_payload_uri and ./run.sh replay reads it from there. Default: OUTPUT_DIR/"
+                 "dead_letter_payloads with --output_dir; none with --output_table (such payloads are only cut).")
+        parser.add_argument(
             "--run_id", default=None,
             help="Id of this import run, stamped on every row and dead letter (default: generated): 1-64 letters, "
                  "digits, '-' or '_', starting with a letter or digit. Re-running an import with the same id replaces "
@@ -215,6 +223,7 @@ class CheckedOptions:
     split_bytes: int
     run_id: str | None
     row_policy: RowPolicy
+    dead_letter_payloads: str | None = None  # where whole payloads too large for a dead letter go (transforms.payloads)
     overwrite: bool = False
 
 
@@ -292,6 +301,14 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
     row_policy.check_key(opts)  # fail now, with what to do, rather than in every worker
     if o.split_bytes and o.split_bytes < o.max_line_bytes:
         raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
+    payloads = o.dead_letter_payloads
+    if payloads and o.redact_dead_letters:
+        raise ValueError("--dead_letter_payloads keeps whole payloads and --redact_dead_letters keeps none: "
+                         "give one of them")
+    if payloads is None and o.output_dir and not o.redact_dead_letters:
+        payloads = o.output_dir.rstrip("/") + "/" + PAYLOADS_DIR
+    if dry_run:
+        payloads = None  # a dry run writes nothing
     stream = None
     if o.input_subscription:
         stream = StreamSettings(
@@ -307,7 +324,7 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
             raise ValueError("--merge_interval_seconds must be 0 or more and --max_messages at least 1")
     return CheckedOptions(
         inputs=list(o.input or []), subscription=o.input_subscription, stream=stream,
-        pubsub_reader=o.pubsub_reader,
+        pubsub_reader=o.pubsub_reader, dead_letter_payloads=payloads,
         input_format=o.input_format, datasource_id=o.datasource_id,
         output_dir=o.output_dir, target=target, report_path=o.report_path, dry_run=dry_run,
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),

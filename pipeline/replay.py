@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import orjson
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from google.api_core.exceptions import GoogleAPIError
 
@@ -33,7 +34,15 @@ from transforms.sources import REPLAY_FORMAT, InputError, expand_patterns
 
 
 def payload(dead: dict) -> bytes | None:
-    """The exact bytes of a dead letter's record, or None when it was redacted."""
+    """The exact bytes of a dead letter's record, or None when it was redacted. A payload too large for
+    its row is read whole from where the import stored it (``raw_payload_uri``, ``transforms.payloads``)."""
+    if dead.get("raw_payload_uri"):
+        try:
+            with FileSystems.open(dead["raw_payload_uri"], compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                return f.read()
+        except (OSError, BeamIOError) as err:
+            raise ValueError(f"the whole payload of a dead letter of {dead.get('source_uri')} is stored at "
+                             f"{dead['raw_payload_uri']}, which cannot be read ({err})") from None
     if dead.get("raw_payload_base64"):
         return base64.b64decode(dead["raw_payload_base64"])
     text = dead.get("raw_payload")
@@ -94,6 +103,7 @@ def from_table(table: str, endpoint: str | None, reason: str | None, run_id: str
         # a table made before a column existed lacks it (the next import adds it): NULL in its place
         present = {f.name for f in session.client.get_table(ref.api_id).schema}
         lineage = [c if c in present else f"NULL AS {c}" for c in LINEAGE]
+        lineage.append("raw_payload_uri" if "raw_payload_uri" in present else "NULL AS raw_payload_uri")
         return query(session, f"SELECT raw_payload, raw_payload_base64, {', '.join(lineage)} FROM {ref.sql} "
                               f"WHERE {' AND '.join(where)} "
                               f"ORDER BY rejected_at, source_uri, source_line, source_index", params)
@@ -156,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     except (GoogleAPIError, TargetError) as err:  # BigQuery unreachable, the table missing
         print(f"error: cannot read {args.from_table}: {err}", file=sys.stderr)
         return 3
-    payloads = [(r, payload(r)) for r in records]
+    try:
+        payloads = [(r, payload(r)) for r in records]
+    except ValueError as err:  # a payload stored whole that cannot be read
+        print(f"error: cannot read the dead letters: {err}", file=sys.stderr)
+        return 2
     redacted = sum(p is None for _, p in payloads)
     payloads = [(r, p) for r, p in payloads if p is not None]
     if redacted:

@@ -74,6 +74,7 @@ SHAPES: dict[str, tuple] = {
     "hash_key_env": ("Environment variable with the pseudonymization key", ENV_VAR),
     "hash_key_secret": ("Secret Manager version with the pseudonymization key", SECRET_VERSION),
     "redact_dead_letters": ("Redact dead letters", "boolean"),
+    "dead_letter_payloads": ("Folder for whole dead-letter payloads", GCS_PATH, "GCS_WRITE_FOLDER"),
     "run_id": ("Run id", RUN_ID),
     "dry_run": ("Dry run (write nothing)", "boolean"),
 }

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from transforms.bq_client import JOB_TIMEOUT_SECONDS, BigQuerySession, TableRef, TargetError
 from transforms.messages import Message, ProcessedMessages
+from transforms.payloads import bound_payloads
 from transforms.records import ImportContext, dead_letter
 from transforms.serialize import dead_letter_json, iso_micros, row_json
 
@@ -192,7 +193,8 @@ def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict],
             ids.append(f"{uuid.uuid4().hex}/{i}")
         fresh.append(d)
     if fresh:
-        refused = _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in fresh], ids)
+        # a payload over 1 MiB is cut (no payloads folder here): a dead letter always fits an insertAll row
+        refused = _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in bound_payloads(fresh, None)], ids)
         if refused:  # a dead letter that cannot be stored must fail the batch: its message is then not acked
             first = next(iter(refused.values()))[1]
             raise TargetError(f"{table} refused {len(refused)} dead letter(s); first: {first}")

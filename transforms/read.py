@@ -11,7 +11,7 @@ import base64
 import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import groupby
 
 import orjson
@@ -19,6 +19,7 @@ import orjson
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms import progress
 from transforms.parse import parse_elements, parse_lines, split_json_array
+from transforms.payloads import PayloadSpill, exact_bytes, keep_whole, payload_path, write_payload
 from transforms.read_csv import read_csv
 from transforms.read_parquet import read_parquet
 from transforms.read_types import READ_ERRORS, Count, FileError, ReadLimits
@@ -69,12 +70,16 @@ def _skip_partial_line(f) -> int:
         skipped += len(block)
 
 
-def _split_lines(f, start: int, end: int | None, max_line: int) -> Iterator[tuple[bytes, int]]:
-    """(line, full length) for each line starting before ``end``; a line longer than ``max_line``
-    is yielded cut to ``max_line`` bytes (its full length tells). Trailing CR is dropped."""
+def _split_lines(f, start: int, end: int | None, max_line: int,
+                 spill: Callable[[int], PayloadSpill] | None = None) -> Iterator[tuple[bytes, int, str | None]]:
+    """(line, full length, where it is stored whole) for each line starting before ``end``; a line longer
+    than ``max_line`` is yielded cut to ``max_line`` bytes (its full length tells) and, with ``spill``
+    (which opens a payload file for the line starting at a byte offset), written whole to a payload file
+    as it is read, never held in memory whole. Trailing CR is dropped."""
     offset = start
     pending: list[bytes] = []
     pending_len = 0
+    writer: PayloadSpill | None = None  # the long line being read, written whole
     # read1 hands over what one underlying read decompressed, so a stream that breaks loses nothing
     # it had already decoded (a plain read(BLOCK) would raise and drop the whole block)
     read = getattr(f, "read1", f.read)
@@ -83,29 +88,59 @@ def _split_lines(f, start: int, end: int | None, max_line: int) -> Iterator[tupl
             block = read(BLOCK)
         except READ_ERRORS:
             if pending_len:  # the cut-off last line is a record too: it will fail to parse
-                yield b"".join(pending), pending_len
+                yield b"".join(pending), pending_len, writer.close() if writer else None
             raise
         if not block:
             break
         parts = block.split(b"\n")
         for part in parts[:-1]:
             length = pending_len + len(part)
+            stored = None
+            if writer is not None:
+                writer.write(part)
+                stored, writer = writer.close(), None
+            elif spill is not None and length > max_line:  # a long line read whole in this block
+                stored = _spill_whole(spill(offset), [*pending, part])
             if pending:
                 line = b"".join(pending) + part[: max(0, max_line + 1 - pending_len)]
                 pending, pending_len = [], 0
             else:
                 line = part
-            yield (line[:-1] if line.endswith(b"\r") else line), length
+            yield (line[:-1] if line.endswith(b"\r") else line), length, stored
             offset += length + 1
             if end is not None and offset >= end:
                 return
         tail = parts[-1]
+        if writer is not None:
+            writer.write(tail)
+        elif spill is not None and pending_len + len(tail) > max_line:  # pending holds all the line so far
+            writer = spill(offset)
+            for chunk in (*pending, tail):
+                writer.write(chunk)
         if pending_len <= max_line:
             pending.append(tail[: max_line + 1 - pending_len])
         pending_len += len(tail)
     if pending_len:
         line = b"".join(pending)
-        yield (line[:-1] if line.endswith(b"\r") else line), pending_len
+        yield (line[:-1] if line.endswith(b"\r") else line), pending_len, writer.close() if writer else None
+
+
+def _spill_whole(writer: PayloadSpill, chunks: list[bytes]) -> str:
+    for chunk in chunks:
+        writer.write(chunk)
+    return writer.close()
+
+
+def _spill(uri: str, ctx: ImportContext, limits: ReadLimits) -> Callable[[int], PayloadSpill] | None:
+    """Opens the payload file of the over-long line of ``uri`` starting at a byte offset (None: no
+    payloads folder)."""
+    if not limits.payload_dir:
+        return None
+    return lambda offset: PayloadSpill(payload_path(limits.payload_dir, ctx.run_id, [uri, "offset", offset]))
+
+
+def _cut_note(stored: str | None) -> str:
+    return "payload cut to the limit here, kept whole in raw_payload_uri" if stored else "payload cut to the limit"
 
 
 def read_ndjson(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_line: int) -> Iterator:
@@ -120,7 +155,8 @@ def read_ndjson(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_li
                 return  # a line spans this whole range: the task it starts in reads it
         else:
             start = 0
-        yield from _line_batches(_split_lines(f, start, task.end, limits.max_line_bytes),
+        yield from _line_batches(_split_lines(f, start, task.end, limits.max_line_bytes,
+                                              _spill(task.uri, ctx, limits)),
                                  task.uri, ctx, limits, line_no)
 
 
@@ -129,15 +165,18 @@ def _line_batches(lines, uri: str, ctx: ImportContext, limits: ReadLimits, line_
     blank = 0
     last_log = time.monotonic()
     try:
-        for line, length in lines:
+        for line, length, stored in lines:
             if length > limits.max_line_bytes:
                 yield Count(uri, "read")
-                yield dead_letter(
+                dead = dead_letter(
                     ctx, "read",
                     [reason("read:line_too_long", f"{READ_REASONS['read:line_too_long']} "
-                            f"({length} > {limits.max_line_bytes} bytes); payload cut to the limit.")],
+                            f"({length} > {limits.max_line_bytes} bytes); {_cut_note(stored)}.")],
                     line[: limits.max_line_bytes], uri, line_no, truncated=True, raw_size=length,
                 )
+                if stored:
+                    dead["raw_payload_uri"] = stored
+                yield dead
             elif not line or line.isspace():
                 blank += 1
             else:
@@ -224,7 +263,8 @@ def read_json_document(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -
         if problem:
             yield FileError(task.uri, problem)
             return
-    yield from _line_batches(_split_lines(io.BytesIO(content), 0, None, limits.max_line_bytes),
+    yield from _line_batches(_split_lines(io.BytesIO(content), 0, None, limits.max_line_bytes,
+                                          _spill(task.uri, ctx, limits)),
                              task.uri, ctx, limits, 1)
     if error is not None:
         raise error
@@ -259,10 +299,12 @@ def _not_json(body: bytes) -> dict | str | None:
 
 
 def _element_batches(elements: list[bytes], uri: str, ctx: ImportContext, limits: ReadLimits) -> Iterator:
-    parsed, dead = parse_elements(elements, ctx, uri, None, limits.max_line_bytes)
+    # broken elements are dead letters with their whole text, cut here to --max_line_bytes (and
+    # stored whole beside the dead-letter table when there is a payloads folder)
+    parsed, dead = parse_elements(elements, ctx, uri, None, max(map(len, elements), default=0))
     for item in dead:
         yield Count(uri, "read")
-        yield item
+        yield keep_whole(item, exact_bytes(item), limits.payload_dir, ctx.run_id, limits.max_line_bytes)
     batch = RecordBatch(uri)
     for value, raw, index in parsed:
         batch.append(value, raw, None, index)
@@ -306,10 +348,16 @@ def _replayed(entries: list[tuple], uri: str, origin: dict | None, ctx: ImportCo
     batch = RecordBatch(uri, origin=origin)
     for _, line, index, payload, _ in entries:
         if len(payload) > limits.max_line_bytes:
+            stored = None
+            if limits.payload_dir:  # whole here: stored whole again, for the next replay
+                stored = payload_path(limits.payload_dir, ctx.run_id, [uri, "replayed", line, index])
+                write_payload(stored, [payload])
             dead = [dead_letter(
                 ctx, "read", [reason("read:line_too_long", f"{READ_REASONS['read:line_too_long']} "
-                                     f"({len(payload)} > {limits.max_line_bytes} bytes); payload cut to the limit.")],
+                                     f"({len(payload)} > {limits.max_line_bytes} bytes); {_cut_note(stored)}.")],
                 payload[: limits.max_line_bytes], uri, line, index, truncated=True, raw_size=len(payload))]
+            if stored:
+                dead[0]["raw_payload_uri"] = stored
             parsed = RecordBatch(uri)
         else:
             parsed, dead = parse_lines(LineBatch(uri, [payload], [line]), ctx)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
+from transforms.payloads import payload_path, write_payload
 from transforms.read_types import READ_ERRORS, Count, ReadLimits
 from transforms.records import ImportContext, RecordBatch, dead_letter, reason
 from transforms.sources import ReadTask, open_source
@@ -41,6 +42,7 @@ class _PhysicalLines:
         self.pending: list[str] = []
         self.pending_chars = 0
         self.consumed = 0  # lines handed over before the pending ones
+        self.whole: str | None = None  # the whole text of the last row taken, when it was cut
 
     def __iter__(self):
         return self
@@ -55,18 +57,27 @@ class _PhysicalLines:
 
     def take(self, limit: int) -> tuple[str, int, int]:
         """(the pending text cut to ``limit`` characters, its full length, its first line number)."""
-        text = "".join(self.pending[:limit])[:limit] if self.pending_chars > limit else "".join(self.pending)
+        self.whole = "".join(self.pending) if self.pending_chars > limit else None  # for a row cut here
+        text = self.whole[:limit] if self.whole is not None else "".join(self.pending)
         first, size = self.consumed + 1, self.pending_chars
         self.consumed += len(self.pending)
         self.pending, self.pending_chars = [], 0
         return text, size, first
 
 
-def _csv_too_long(ctx: ImportContext, uri: str, text: str, size: int, line: int, limits: ReadLimits) -> dict:
-    message = (f"{READ_REASONS['read:line_too_long']} ({size} > {limits.max_line_bytes} characters); "
-               f"payload cut to the limit.")
-    return dead_letter(ctx, "read", [reason("read:line_too_long", message)],
+def _csv_too_long(ctx: ImportContext, uri: str, lines: _PhysicalLines, text: str, size: int, line: int,
+                  limits: ReadLimits) -> dict:
+    stored = None
+    if limits.payload_dir and lines.whole is not None:  # the row is whole in memory: stored whole
+        stored = payload_path(limits.payload_dir, ctx.run_id, [uri, "line", line])
+        write_payload(stored, [lines.whole.encode("utf-8", "surrogateescape")])
+    kept = "payload cut to the limit here, kept whole in raw_payload_uri" if stored else "payload cut to the limit"
+    message = f"{READ_REASONS['read:line_too_long']} ({size} > {limits.max_line_bytes} characters); {kept}."
+    dead = dead_letter(ctx, "read", [reason("read:line_too_long", message)],
                        text.encode("utf-8", "surrogateescape"), uri, line, truncated=True, raw_size=size)
+    if stored:
+        dead["raw_payload_uri"] = stored
+    return dead
 
 
 def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator:
@@ -97,7 +108,7 @@ def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator
                     raw_text, size, line = lines.take(limits.max_line_bytes)
                     yield Count(task.uri, "read")
                     if size > limits.max_line_bytes:  # a cell past the reader's limit
-                        yield _csv_too_long(ctx, task.uri, raw_text, size, line, limits)
+                        yield _csv_too_long(ctx, task.uri, lines, raw_text, size, line, limits)
                     else:
                         yield dead_letter(ctx, "parse", [reason(
                             "parse:invalid_csv", f"{PARSE_REASONS['parse:invalid_csv']} ({err}).")],
@@ -109,7 +120,7 @@ def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator
                     continue
                 if size > limits.max_line_bytes:
                     yield Count(task.uri, "read")
-                    yield _csv_too_long(ctx, task.uri, raw_text, size, line, limits)
+                    yield _csv_too_long(ctx, task.uri, lines, raw_text, size, line, limits)
                     continue
                 cells = dict(zip(header, row))
                 try:

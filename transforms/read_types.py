@@ -15,6 +15,9 @@ READ_ERRORS = (*DECOMPRESSION_ERRORS, UnicodeDecodeError, csv.Error)
 class ReadLimits:
     batch_size: int = 50_000
     max_line_bytes: int = 1 << 20
+    payload_dir: str | None = None
+    """Where a dead letter's payload too large for the dead-letter table is stored whole
+    (``transforms.payloads``); None: it is only cut."""
 
 
 @dataclass
