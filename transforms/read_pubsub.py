@@ -58,6 +58,10 @@ class StreamSettings:
     max_messages: int = 1000
 
 
+PROGRESS_SECONDS = 10.0
+"""How often a subscription import says how far it got."""
+
+
 def _micros_datetime(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
@@ -129,12 +133,13 @@ class PullLandAckFn(beam.DoFn):
         publish = t.seconds * 1_000_000 + t.nanos // 1000 if m.HasField("publish_time") else None
         return Message(m.data, m.message_id, publish, dict(m.attributes))
 
-    def _merge(self, since: datetime | None = None) -> None:
+    def _merge(self, since: datetime | None = None) -> int:
         # incremental: from the landing table's mark (landing_merge); ``since`` is not needed any more
         inserted = landing_merge.merge_landed(self.bq, self.settings.landing, self.target, self.ctx.run_id,
                                               self.ctx.launch, _micros_datetime(self.ctx.started_micros)).inserted
         self._merged.inc(inserted)
         log.info("merged %d new row(s) from %s into %s", inserted, self.settings.landing, self.target.events)
+        return inserted
 
     def process(self, _):
         s = self.settings
@@ -143,14 +148,19 @@ class PullLandAckFn(beam.DoFn):
         since = _micros_datetime(self.ctx.started_micros)
         loop = _ReadLoop(self)
         restore = self._stop_on_sigint(loop.stop)
-        last_merge = time.monotonic()
+        last_merge = last_told = started = time.monotonic()
+        merged = 0
         try:
             loop.start()
             while not loop.wait(0.5):
                 if (s.merge_interval and not loop.stop.is_set()
                         and time.monotonic() - last_merge >= s.merge_interval):
-                    self._merge(since)
+                    merged += self._merge(since)
                     last_merge = time.monotonic()
+                if time.monotonic() - last_told >= PROGRESS_SECONDS:  # long work: a line a person can follow
+                    last_told = time.monotonic()
+                    log.info("pubsub: %d message(s) acknowledged (%.0f/s), %d row(s) merged so far", loop.acked,
+                             loop.acked / (last_told - started), merged)
         except KeyboardInterrupt:  # SIGINT as an exception: the handler could not be installed
             log.info(INTERRUPTED)
             loop.stop.set()
