@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline import progress
+from pipeline import progress, run_history
 from pipeline import report as run_report
 from pipeline.cli import check_import_flags, import_help
 from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
@@ -27,6 +27,7 @@ from pipeline.options import CheckedOptions, check_options, normalize_argv
 from pipeline.target import claim_run, prepare_target, release_run, settle_interrupted
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bq_client import TargetError
+from transforms.day_counts import with_day_counts
 from transforms.records import ImportContext
 from transforms.runners import is_local_runner
 from transforms.sources import REPLAY_FORMAT, InputError, expand_patterns, plan_reads
@@ -70,16 +71,18 @@ def check_output_paths(checked: CheckedOptions) -> None:
     --report_path used to be found after the rows were in BigQuery); a non-empty --output_dir is
     refused unless --overwrite (a re-run used to replace the previous run's files silently). gs://
     paths are checked for content only: writing needs the bucket's credentials, the first write says."""
-    report = checked.report_path
-    if report and "://" not in report:
+    for flag, report in (("--report_path", checked.report_path), ("--report_html", checked.report_html)):
+        if not report or "://" in report:
+            continue
         if os.path.isdir(report):
-            raise ValueError(f"--report_path {report} is a folder: give a file name, e.g. {report}/import_report.json")
+            raise ValueError(f"{flag} {report} is a folder: give a file name, e.g. {report}/import_report"
+                             f"{'.html' if flag == '--report_html' else '.json'}")
         try:
             _check_writable_folder(os.path.dirname(os.path.abspath(report)))
             if os.path.exists(report) and not os.access(report, os.W_OK):
                 raise PermissionError(13, "Permission denied")
         except OSError as err:
-            raise ValueError(f"--report_path {report} cannot be written ({err.strerror or err}): give a path the "
+            raise ValueError(f"{flag} {report} cannot be written ({err.strerror or err}): give a path the "
                              f"import can write to") from err
     if checked.output_dir:
         out = checked.output_dir
@@ -189,6 +192,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     accounting_prefix = FileSystems.join(work_dir, "accounting")
     tables = None
     claimed = False
+    input_bytes: dict[str, int] = {}
     if checked.stream is not None:
         sources = [checked.stream.subscription]
         log.info("writing to %s: %s", checked.target.where, checked.target.events)
@@ -208,6 +212,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         files = expand_patterns(checked.inputs)
         checked = with_derived_buckets(checked, files, local_runner)  # before the sinks: they name files after it
         sources = [uri for uri, _ in files]
+        input_bytes = dict(files)
         tasks = plan_reads(files, checked.input_format, checked.split_bytes)
         # a replay's file of payloads is not a source: its records are reported under their own files
         sources = [uri for uri in sources if uri not in {t.uri for t in tasks if t.format == REPLAY_FORMAT}]
@@ -224,6 +229,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         else:
             _remove_previous_outputs(checked.output_dir)
             sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
+        sink = with_day_counts(sink)  # and events per day and key, for the completeness check (pipeline.gaps)
         p = beam.Pipeline(runner=warm_runner(options), options=options)
         build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink, shuffle_folder(work_dir, local_runner))
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))
@@ -268,10 +274,13 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         "event_time_bounds": [checked.policy.min_micros, checked.policy.max_micros],
     })
     report["unusable_files"] = unusable_files(report)
+    code = EXIT_UNUSABLE if report["unusable_files"] else (EXIT_OK if report["ok"] else EXIT_BAD_INPUT)
+    run_history.finish(report, run_history.RunContext(  # completeness, HTML report, the run's history record
+        checked, run_id, launch, started, list(argv or []), input_bytes,
+        "local" if local_runner else str(options.view_as(StandardOptions).runner),
+        result.job_id() if hasattr(result, "job_id") else None), code)
     _write_report(report, checked, tables)
-    if report["unusable_files"]:
-        return EXIT_UNUSABLE, report
-    return (EXIT_OK if report["ok"] else EXIT_BAD_INPUT), report
+    return code, report
 
 
 def _progress(checked: CheckedOptions, tasks: list, local: bool):

@@ -33,9 +33,9 @@ about a thirteenth of one every 60 s at the same volume)."""
 
 FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "input": ("--input", "--input_format", "--datasource_id", "--max_line_bytes"),
-    "output": ("--output_dir", "--overwrite", "--report_path", "--dry_run", "--run_id"),
+    "output": ("--output_dir", "--overwrite", "--report_path", "--report_html", "--dry_run", "--run_id"),
     "BigQuery": ("--output_table", "--dead_letter_table", "--conflicts_table", "--bigquery_endpoint",
-                 "--bigquery_location", "--bigquery_retry_seconds"),
+                 "--bigquery_location", "--bigquery_retry_seconds", "--runs_table"),
     "Pub/Sub": ("--input_subscription", "--merge_interval_seconds", "--stop_after_idle_seconds", "--max_messages",
                 "--pubsub_reader", "--landing_table"),
     "normalization": ("--missing_timestamp", "--default_timestamp", "--timestamp_unit", "--min_event_time",
@@ -138,6 +138,14 @@ class ImportOptions(PipelineOptions):
             help="Where to write the JSON run report (default: OUTPUT_DIR/import_report.json; with "
                  "--dry_run and no --output_dir, only the summary is printed).")
         parser.add_argument(
+            "--report_html", default=None, metavar="FILE",
+            help="Where to write the run's HTML report, one self-contained page (default: beside the JSON report, "
+                 "import_report.html; none when there is no JSON report either).")
+        parser.add_argument(
+            "--runs_table", default=None, metavar="PROJECT.DATASET.TABLE",
+            help="BigQuery sink: the run history, one row appended per run (default: OUTPUT_TABLE_runs; not "
+                 "OUTPUT_TABLE__runs, the write path's claim table).")
+        parser.add_argument(
             "--missing_timestamp", default="reject", choices=("reject", "fill"),
             help="An event without `timestamp`: reject (default; dead letter `timestamp:missing`) or fill it "
                  "with --default_timestamp and flag the row `timestamp:filled`.")
@@ -225,6 +233,8 @@ class CheckedOptions:
     row_policy: RowPolicy
     dead_letter_payloads: str | None = None  # where whole payloads too large for a dead letter go (transforms.payloads)
     overwrite: bool = False
+    report_html: str | None = None
+    runs_table: TableRef | None = None  # None: OUTPUT_TABLE_runs (pipeline.run_history)
 
 
 def _instant(flag: str, text: str) -> int:
@@ -270,8 +280,14 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
                                            o.bigquery_endpoint, o.bigquery_location, o.bigquery_retry_seconds)
         if len({target.events, target.dead_letters, target.conflicts}) < 3:
             raise ValueError("--output_table, --dead_letter_table and --conflicts_table must be three different tables")
-    elif o.dead_letter_table or o.conflicts_table or o.bigquery_endpoint:
-        raise ValueError("--dead_letter_table, --conflicts_table and --bigquery_endpoint need --output_table")
+    elif o.dead_letter_table or o.conflicts_table or o.bigquery_endpoint or o.runs_table:
+        raise ValueError("--dead_letter_table, --conflicts_table, --runs_table and --bigquery_endpoint need "
+                         "--output_table")
+    runs_table = TableRef.parse(o.runs_table) if o.runs_table else None
+    if runs_table is not None and (runs_table in (target.events, target.dead_letters, target.conflicts)
+                                   or runs_table.table.endswith("__runs")):
+        raise ValueError(f"--runs_table {runs_table} must be a table of its own (not the events, dead-letter or "
+                         f"conflicts table, nor a claim table ending in __runs)")
     if o.bigquery_endpoint and not re.fullmatch(r"https?://[^\s/]+(/.*)?", o.bigquery_endpoint):
         raise ValueError(f"--bigquery_endpoint={o.bigquery_endpoint!r} must be an http(s) URL")
     if o.missing_timestamp == "fill" and not o.default_timestamp:
@@ -330,4 +346,5 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         policy=TimestampPolicy(o.timestamp_unit, lo, hi, fill),
         buckets=o.buckets, batch_size=o.batch_size, max_line_bytes=o.max_line_bytes,
         split_bytes=o.split_bytes, run_id=o.run_id, row_policy=row_policy, overwrite=o.overwrite,
+        report_html=o.report_html, runs_table=runs_table,
     )

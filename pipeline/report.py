@@ -11,6 +11,9 @@ not landed, handed back to the subscription unacknowledged, for the next run to 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, date, datetime
+
+from transforms.day_counts import ALL_FILES, DAY_METRIC, MAX_METRIC, MIN_METRIC
 
 OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicting", "dead_lettered",
             "filtered_bot", "returned_unacked")
@@ -21,14 +24,35 @@ def _file_entry() -> dict:
             "dead_letter_reasons": {}, "label_issues": {}, "file_errors": []}
 
 
+def _micros_iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_days(report: dict) -> dict[tuple[date, str], int]:
+    """The report's ``event_days`` as ``{(day, key): events}``."""
+    return {(date.fromisoformat(day), key): n for day, keys in report.get("event_days", {}).items()
+            for key, n in keys.items()}
+
+
 def assemble(counts: list[tuple[str, str, int]], files: list[str]) -> dict:
-    """Per-file and total accounting from summed ``(uri, metric, n)`` counts."""
+    """Per-file and total accounting from summed ``(uri, metric, n)`` counts; the rows kept per event
+    day and key (``transforms.day_counts``) as ``event_days`` ({day: {key: n}}) and their first and
+    last event time as ``event_time``."""
     per_file: dict[str, dict] = defaultdict(_file_entry)
     for uri in files:
         per_file[uri]  # every input appears, even one that yielded nothing
+    days: dict[str, dict[str, int]] = defaultdict(dict)
+    bounds: dict[str, list[int]] = {MIN_METRIC: [], MAX_METRIC: []}
     for uri, metric, n in counts:
-        entry = per_file[uri]
         kind, _, detail = metric.partition(":")
+        if uri == ALL_FILES and kind in bounds:
+            bounds[kind].append(int(detail))
+            continue
+        if uri == ALL_FILES and kind == DAY_METRIC:
+            day, _, key = detail.partition("|")
+            days[day][key] = days[day].get(key, 0) + n
+            continue
+        entry = per_file[uri]
         if kind == "dead_letter":
             entry["dead_letter_reasons"][detail] = entry["dead_letter_reasons"].get(detail, 0) + n
         elif kind == "label_issue":
@@ -58,7 +82,13 @@ def assemble(counts: list[tuple[str, str, int]], files: list[str]) -> dict:
     total["balanced"] = total["accounted"] == total["read"]
     total["dead_letter_reasons"] = dict(sorted(total["dead_letter_reasons"].items()))
     total["label_issues"] = dict(sorted(total["label_issues"].items()))
-    return {"files": dict(sorted(per_file.items())), "total": total, "problems": problems, "ok": not problems}
+    out = {"files": dict(sorted(per_file.items())), "total": total, "problems": problems, "ok": not problems}
+    if days:
+        out["event_days"] = {day: dict(sorted(keys.items())) for day, keys in sorted(days.items())}
+    if bounds[MIN_METRIC]:
+        out["event_time"] = {"first": _micros_iso(min(bounds[MIN_METRIC])),
+                             "last": _micros_iso(max(bounds[MAX_METRIC]))}
+    return out
 
 
 def summary(report: dict) -> str:
@@ -99,9 +129,15 @@ def summary(report: dict) -> str:
     if stages:
         lines.append("  time in stages (summed over workers): "
                      + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+    lines += completeness_lines(report)
     if report.get("outputs"):
         for name, where in report["outputs"].items():
             lines.append(f"  {name + ':':<22} {where}")
+    for name, key in (("run history", "runs_table"), ("run record", "run_record"), ("HTML report", "report_html")):
+        if report.get(key):
+            lines.append(f"  {name + ':':<22} {report[key]}")
+    if report.get("run_history_error"):
+        lines.append(f"  run history:           {report['run_history_error']}")
     if report["ok"]:
         present = " + already present" if t["already_present"] else ""
         bots = " + bots dropped" if t["filtered_bot"] else ""
@@ -112,3 +148,30 @@ def summary(report: dict) -> str:
         lines.append("  PROBLEMS:")
         lines += [f"    - {p}" for p in report["problems"]]
     return "\n".join(lines)
+
+
+MAX_GAP_LINES = 12
+
+
+def completeness_lines(report: dict) -> list[str]:
+    """The completeness check (``pipeline.gaps``) in the summary: the span, and each probable gap."""
+    c = report.get("completeness")
+    if not c or not c.get("span"):
+        return [f"  completeness:          not checked ({c['error']})"] if c and c.get("error") else []
+    first, last = c["span"]
+    n_days = len(c["days"])
+    keys = f", {c['keys']} keys" if c.get("keys", 1) > 1 else ""
+    gaps = c["gaps"]
+    if not gaps:
+        return [f"  completeness:          {n_days} event day(s) {first} … {last}{keys}: no probable gap"]
+    lines = [f"  completeness:          {n_days} event day(s) {first} … {last}{keys}: "
+             f"{len(gaps)} PROBABLE GAP(S) in the export"]
+    for g in gaps[:MAX_GAP_LINES]:
+        weekday = date.fromisoformat(g["day"]).strftime("%a")
+        who = f"key {g['key']}" if g["key"] else "all keys"
+        lines.append(f"      {g['day']} {weekday}  {who:<28} {g['events']:>9,} events, usually {g['usual']:,.0f}"
+                     f" ({g['reason']})")
+    if len(gaps) > MAX_GAP_LINES:
+        lines.append(f"      … and {len(gaps) - MAX_GAP_LINES:,} more (see the report)")
+    lines.append(f"      rule: {c['rule']}")
+    return lines

@@ -24,6 +24,7 @@ from schemas.envelope import (
     TIMESTAMP_REASONS,
     OutputColumn,
 )
+from schemas.run_history import RUN_HISTORY_SCHEMA, api_fields_table
 from schemas.validation import all_rules
 
 
@@ -85,6 +86,21 @@ def render() -> str:
         "`<table>__runs`: one row per launch of an import run (its claim on the run id, and how it ended).",
         "",
         *_columns_table(RUNS_COLUMNS),
+        "",
+        "## Run history",
+        "",
+        "`<table>_runs` (one underscore; `--runs_table` to choose another): one row appended per import run, "
+        "file or subscription, local or Dataflow (the launcher writes it once the job has finished), for "
+        "analysts to see which runs fed which rows (`import_run_id`) and whether the history is complete. "
+        "Unlike `<table>__runs` above, the write path's claim table whose rows change while a run writes, a "
+        "row here is written once, at the end, and never changed: it is loaded into a staging table and "
+        "copied with `INSERT … WHERE NOT EXISTS` on (`run_id`, `launch`), both jobs with ids derived from the "
+        "run, so a retried write adds nothing. Partitioned by DAY on `started_at`, clustered on `run_id`. "
+        "The file sink writes the same record as `import_run.json` in `--output_dir`. Runs that stop before "
+        "their report (bad options, BigQuery unreachable, Ctrl-C during a file import) and Flex Template "
+        "launches (the launcher only writes the job graph) have no row.",
+        "",
+        *api_fields_table(RUN_HISTORY_SCHEMA),
         "",
         "## What the importer accepts (the collector envelope)",
         "",

@@ -60,6 +60,8 @@ SHAPES: dict[str, tuple] = {
     "bigquery_location": ("BigQuery location for new datasets", LOCATION),
     "bigquery_retry_seconds": ("Seconds to retry each BigQuery call", "number"),
     "report_path": ("Run report file", GCS_PATH, "GCS_WRITE_FILE"),
+    "report_html": ("HTML run report file", GCS_PATH, "GCS_WRITE_FILE"),
+    "runs_table": ("Run history table", "table"),
     "missing_timestamp": ("Events without a timestamp", "choices"),
     "default_timestamp": ("Timestamp for events without one", ISO_INSTANT),
     "timestamp_unit": ("Unit of the timestamp field", "choices"),

@@ -164,7 +164,7 @@ def test_dry_run_writes_nothing_but_the_report(mixed_export, tmp_path):
     out = tmp_path / "out"
     code, report = run(["--input", str(src / "*.ndjson"), "--output_dir", str(out), "--dry_run"] + FAST)
     assert code == 0 and report["dry_run"] and report["total"]["loaded"] == 20
-    assert sorted(p.name for p in out.iterdir()) == ["import_report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["import_report.html", "import_report.json"]
 
 
 def test_missing_timestamps_are_rejected_or_filled(tmp_path):
