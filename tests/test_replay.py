@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.launcher import run
@@ -112,3 +113,62 @@ def test_from_table_writes_to_the_events_table_it_belongs_to():
     assert events_table_of("my-project.shop.orders_dead_letters") == "my-project.shop.orders"
     with pytest.raises(UsageError, match="give the table to write to with --output_table"):
         events_table_of("my-project.shop.orders")
+
+
+# --- payloads too large for the dead-letter table (transforms/payloads.py) ------------------------------------
+def _three_mib_event(i: int) -> bytes:
+    return line(envelope(i, data={"blob": "x" * (3 << 20)}))
+
+
+def test_a_3_mib_payload_is_stored_whole_and_replayed_after_the_fix(tmp_path):
+    """A line over --max_line_bytes (1 MiB by default) is cut in its dead letter, stored whole under
+    OUTPUT_DIR/dead_letter_payloads, and a replay with a larger limit (the fix) loads the whole event."""
+    big = _three_mib_event(2)
+    path = write_ndjson(tmp_path / "a.ndjson", [line(envelope(1)), big, line(envelope(3))])
+    out = tmp_path / "out"
+    code, report = run(["--input", str(path), "--output_dir", str(out), "--direct_num_workers=1"])
+    assert code == 0 and report["total"]["dead_letter_reasons"] == {"read:line_too_long": 1}
+    [dead] = [orjson.loads(x) for f in (out / "dead_letters").glob("*.ndjson") for x in f.read_bytes().splitlines()]
+    assert dead["raw_bytes"] == len(big) and len(dead["raw_payload"]) == 1 << 20  # cut in the row
+    assert dead["raw_payload_uri"].startswith(str(out / "dead_letter_payloads"))
+    with open(dead["raw_payload_uri"], "rb") as f:
+        assert f.read() == big  # whole beside it
+    again = tmp_path / "again"
+    assert replay(["--dead_letters", str(out / "dead_letters" / "*.ndjson"), "--output_dir", str(again),
+                   "--max_line_bytes", str(4 << 20), "--direct_num_workers=1"]) == 0
+    total = orjson.loads((again / "import_report.json").read_bytes())["total"]
+    assert (total["read"], total["loaded"], total["dead_lettered"]) == (1, 1, 0)
+    rows = [r for p in (again / "rows").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert [(r["eventId"], len(r["labels"][0]["value"])) for r in rows] == [(envelope(2)["eventId"], 3 << 20)]
+
+
+def test_without_a_payloads_folder_a_large_payload_is_only_cut(tmp_path):
+    path = write_ndjson(tmp_path / "a.ndjson", [_three_mib_event(1)])
+    out = tmp_path / "out"
+    code, _ = run(["--input", str(path), "--output_dir", str(out), "--redact_dead_letters", "--direct_num_workers=1"])
+    assert code == 4  # its only record rejected
+    assert not (out / "dead_letter_payloads").exists()
+
+
+def test_a_payload_file_that_is_gone_is_named_not_a_traceback(tmp_path, capsys):
+    dead = tmp_path / "dead.ndjson"
+    dead.write_bytes(orjson.dumps({"run_id": "r", "raw_payload": "{", "raw_payload_base64": "ew==",
+                                   "raw_payload_uri": str(tmp_path / "gone.payload"), "source_uri": "f"}) + b"\n")
+    assert replay(["--dead_letters", str(dead), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "gone.payload, which cannot be read" in capsys.readouterr().err
+
+
+def test_a_3_mib_payload_replays_from_the_table(bigquery_emulator, tmp_path):
+    """The BigQuery sink keeps payloads whole with --dead_letter_payloads; replay --from_table follows the
+    reference, and with the fix (a larger --max_line_bytes) the event lands."""
+    table = "local-project.replay_payloads.events"
+    path = write_ndjson(tmp_path / "a.ndjson", [line(envelope(1)), _three_mib_event(2)])
+    flags = ["--output_table", table, "--bigquery_endpoint", bigquery_emulator.endpoint, "--direct_num_workers=1"]
+    code, _ = run(["--input", str(path), "--dead_letter_payloads", str(tmp_path / "payloads"), *flags])
+    assert code == 0 and count(bigquery_emulator, table) == 1
+    stored = query(bigquery_emulator.session(), f"SELECT raw_bytes, raw_payload_uri FROM `{table}_dead_letters`")
+    assert [r["raw_bytes"] for r in stored] == [len(_three_mib_event(2))]
+    assert stored[0]["raw_payload_uri"].startswith(str(tmp_path / "payloads"))
+    assert replay(["--from_table", table + "_dead_letters", "--max_line_bytes", str(4 << 20), *flags]) == 0
+    assert count(bigquery_emulator, table) == 2
+    assert count(bigquery_emulator, table, "LENGTH(labels[SAFE_OFFSET(0)].value) = 3145728") == 1
