@@ -248,3 +248,52 @@ def test_parquet_decimals_and_dates_in_data_are_json(tmp_path):
     assert rows.column("value").to_pylist() == [Decimal("12.35")]
     assert rows.column("labels").to_pylist() == [[{"key": "day", "value": "2026-01-02"},
                                                   {"key": "raw", "value": "/w=="}]]
+
+
+# --- payloads over the limit, stored whole while they are read (transforms/payloads.py) ------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=8),
+       st.integers(1, 16), st.integers(1, 20))
+def test_every_long_line_is_stored_whole_whatever_the_blocks(tmp_path_factory, lines, block, max_line):
+    import io
+
+    from transforms import read as read_module
+    from transforms.payloads import PayloadSpill
+
+    folder = tmp_path_factory.mktemp("spill")
+    saved, read_module.BLOCK = read_module.BLOCK, block
+    try:
+        got = list(read_module._split_lines(io.BytesIO(b"\n".join(lines)), 0, None, max_line,
+                                            lambda offset: PayloadSpill(str(folder / f"{offset}.payload"))))
+    finally:
+        read_module.BLOCK = saved
+    want = [x for x in lines] if lines and (lines[-1] or len(lines) > 1) else []
+    if lines and not lines[-1] and len(lines) > 1:
+        want = want[:-1]  # nothing after the last newline: no line there
+    assert [length for _, length, _ in got] == [len(x) for x in want]
+    for (cut, length, stored), whole in zip(got, want):
+        assert whole.startswith(cut) and len(cut) >= min(len(whole), max_line + 1) - 1  # at most a CR less
+        if length > max_line:
+            with open(stored, "rb") as f:
+                assert f.read() == whole
+        else:
+            assert stored is None
+
+
+def test_csv_rows_and_json_elements_over_the_limit_are_stored_whole(tmp_path):
+    from transforms.payloads import exact_bytes
+
+    header = "key,tmpId,eventId,name,url,v,timestamp,data"
+    long_row = f'{KEY},t,e1,page_view,https://x/,1,1763000000000,"{{""a"":""{"y" * 500}""}}"'
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text(f"{header}\n{long_row}\n")
+    json_path = tmp_path / "a.json"
+    json_path.write_bytes(b"[" + line(envelope(1)) + b',{"key":"' + b"z" * 500 + b'",NaN}]')
+    limits = ReadLimits(batch_size=10, max_line_bytes=100, payload_dir=str(tmp_path / "payloads"))
+    for path, fmt, whole in ((csv_path, "csv", long_row.encode() + b"\n"),
+                             (json_path, "json", b'{"key":"' + b"z" * 500 + b'",NaN}')):
+        task = ReadTask(str(path), fmt, "none", path.stat().st_size)
+        [dead] = [x for x in read_task(task, CTX, limits) if isinstance(x, dict)]
+        assert len(exact_bytes(dead)) == 100 and dead["raw_bytes"] == len(whole)
+        with open(dead["raw_payload_uri"], "rb") as f:
+            assert f.read() == whole, fmt
