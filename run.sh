@@ -164,8 +164,9 @@ case "$cmd" in
     start_bigquery
     echo "importing examples/*.ndjson.gz into $DEFAULT_TABLE on the local BigQuery emulator ($LOCAL_BQ)…" >&2
     set +e
+    rm -f "$ROOT/out/example_report.html"
     py -m pipeline --input "$ROOT/examples/*.ndjson.gz" --datasource_id 61a095fdd8d2e20011544831 \
-      --output_table "$DEFAULT_TABLE" --bigquery_endpoint "$LOCAL_BQ" "$@"
+      --output_table "$DEFAULT_TABLE" --bigquery_endpoint "$LOCAL_BQ" --report_html "$ROOT/out/example_report.html" "$@"
     code=$?
     set -e
     echo
@@ -174,6 +175,7 @@ case "$cmd" in
       "SELECT DATE(timestamp) AS day, name, COUNT(*) AS events FROM \`$DEFAULT_TABLE\`
        WHERE timestamp >= TIMESTAMP_SUB((SELECT MAX(timestamp) FROM \`$DEFAULT_TABLE\`), INTERVAL 2 DAY)
        GROUP BY day, name ORDER BY day DESC, events DESC LIMIT 20"
+    [ -f "$ROOT/out/example_report.html" ] && echo && echo "HTML report: $ROOT/out/example_report.html (open it in a browser)"
     exit $code
     ;;
   import)
@@ -240,6 +242,11 @@ case "$cmd" in
   stop) scripts/bigquery_emulator.sh stop; scripts/pubsub_emulator.sh stop ;;
   test)
     setup_all
+    if ! command -v chromium >/dev/null; then  # the HTML report's browser test: the system's Chromium, never a download
+      sudo=; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+      $sudo apt-get install -y -q chromium >&2 || { $sudo apt-get update -q >&2 && $sudo apt-get install -y -q chromium >&2; } ||
+        echo "no Chromium (apt-get install chromium): the HTML report's browser tests are skipped" >&2
+    fi
     set +e
     # two workers (one emulator each), whole files per worker: the suite's emulator tests wait on I/O
     py -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
