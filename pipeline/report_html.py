@@ -89,7 +89,7 @@ def chart_spec(completeness: dict) -> dict:
             "encoding": {"x": x, "y": {"field": "held_before", "type": "quantitative"}},
         })
     return {"width": max(320, min(1100, 22 * len(values))), "height": 220,
-            "data": {"values": values}, "layer": layers,
+            "data": {"name": "days", "values": values}, "layer": layers,
             "config": {"font": "system-ui, sans-serif", "legend": {"orient": "top"}}}
 
 
@@ -161,8 +161,8 @@ pre { white-space: pre-wrap; word-break: break-all; background: #f6f6f6; padding
 {% if has_chart %}
 <p>{{ completeness.days|length }} event day(s), {{ completeness.span[0] }} to {{ completeness.span[1] }}:
 {% if completeness.gaps %}<span class="bad">{{ completeness.gaps|length }} probable gap(s)</span> (below;
-those of all keys together in red, with their usual count as a tick)
-{% else %}<span class="ok">no probable gap</span>{% endif %}.</p>
+those of all keys together in red, with their usual count as a tick).
+{% else %}<span class="ok">no probable gap</span>.{% endif %}</p>
 <div id="{{ chart_id }}" data-days="{{ completeness.days|length }}"></div>
 {% if completeness.gaps %}
 <table><tr><th>day</th><th>key</th><th>events</th><th>usually</th><th>why</th></tr>

@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 from transforms.bq_tables import query
 
 QUERIES_DOC = ROOT / "docs" / "queries.md"
-DOC_TABLE = "my-project.analytics.rlvt_events"  # the events table the doc names (+ _dead_letters, _conflicts)
+DOC_TABLE = "my-project.analytics.rlvt_events"  # the events table the doc names (+ _dead_letters, _conflicts, _runs)
 TEST_TABLE = "local-project.queries_doc.rlvt_events"
 MAY_BE_EMPTY = "-- may be empty"
 
@@ -40,7 +40,8 @@ def test_the_doc_has_the_queries_analysts_asked_for():
     assert len(BLOCKS) >= 10
     for needed in ("UNNEST(ids) AS item", "UNNEST(reasons) AS r", "UNNEST(labels) AS l",
                    "(SELECT l.value FROM UNNEST(labels) AS l WHERE l.key = 'locale')",
-                   "'page_view', 'product_page', 'add_cart', 'purchase'", "_conflicts", "_dead_letters"):
+                   "'page_view', 'product_page', 'add_cart', 'purchase'", "_conflicts", "_dead_letters",
+                   "_runs", "UNNEST(days_touched) AS day", "totals.dead_lettered"):
         assert needed in sql, needed
 
 
@@ -49,7 +50,7 @@ def test_every_unnest_is_aliased_and_every_table_is_the_importers():
         unnests = re.findall(r"UNNEST\(([^()]*)\)(\s+AS\s+\w+)?", sql, re.I)
         assert all(alias for _, alias in unnests), f"{heading}: UNNEST without AS alias"
         for table in re.findall(r"`([^`]+)`", sql):
-            assert re.fullmatch(re.escape(DOC_TABLE) + r"(_dead_letters|_conflicts)?", table), (heading, table)
+            assert re.fullmatch(re.escape(DOC_TABLE) + r"(_dead_letters|_conflicts|_runs)?", table), (heading, table)
 
 
 @pytest.fixture(scope="module")

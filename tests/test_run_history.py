@@ -89,6 +89,8 @@ def test_each_run_appends_one_row_with_its_accounting_and_gaps(bigquery_emulator
     assert saved["event_days"][FIRST.isoformat()] == {KEY: 30}
     summary = run_report.summary(report)
     assert f"{HOLE.isoformat()} Wed" in summary and "PROBABLE GAP" in summary and f"{table}_runs" in summary
+    page = (tmp_path / "report.html").read_text()  # each reason with an example from the dead-letter table
+    assert "<pre>{not json</pre>" in page and "<pre>{&#34;key&#34;:&#34;bad&#34;," in page
 
     # a re-run (a new run id) adds nothing to the events, and one row of its own to the history
     code, again = run(args)
