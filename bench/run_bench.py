@@ -1,12 +1,15 @@
-"""The benchmark: the project's import against a no-framework reference and a per-element Beam baseline.
+"""The benchmark: the project's import against a polars script, a no-framework reference, per-element Beam.
 
     ./run.sh bench [--events 1000000] [--seed 42] [--scale] [--repeat N] [--skip-baseline]
-                   [--skip-one-process] [--skip-reference] [--bigquery] [--max-rss-gib 16]
+                   [--skip-one-process] [--skip-reference] [--skip-polars] [--bigquery] [--max-rss-gib 16]
+                   [--rss-events 5000000] [--targets]
 
 Each contender runs as its own process, timed from process start to exit, one after the other in
 this one invocation (interleaved when repeated, the best run kept), so a neighbour's load hits them
 alike; compare the ratios, not the seconds. Contenders:
 
+* polars          bench/polars_import.py: the same work in polars expressions on all cores, same rows
+                  (bench/check_same_rows.py --polars): the yardstick of issue #18, run first
 * reference       bench/reference_import.py: one process, no framework, same rows (bench/check_same_rows.py)
 * pipeline        python -m pipeline --input FILE --dry_run   (the whole command, as shipped)
 * pipeline 1 p.   the same with --direct_num_workers=1 --direct_running_mode=in_memory (one process;
@@ -19,6 +22,10 @@ RSS max" is the largest single process (also checked against the kernel's ru_max
 RSS tree" the largest sum over the tree at one sample. CPU is user + system of the whole tree. A run
 whose tree passes --max-rss-gib is stopped (its own processes, by PID) before the kernel's OOM killer
 picks a victim on this shared machine; the table says so.
+
+``--targets`` is the set of issue #18 in one invocation: polars, the dry run and the import into the
+emulator at --events, then polars and the dry run at twice --events, then the dry run once at
+--rss-events (5M) for its peak RSS; the end of the output checks each target (ratios of this run).
 The workload is generated once per (events, seed) under bench/data/. Logs and reports of the last
 run are kept in bench/data/last-run/. The contenders run from a copy of the project's code taken at
 the start (its HEAD and fingerprint are printed), so edits to the work tree during a run do not mix
@@ -101,6 +108,20 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system seconds of one process so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def rss(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as f:
@@ -122,6 +143,7 @@ class Run:
     started_at: float = 0.0  # time.time() at launch
     marks: dict[str, float] = field(default_factory=dict)  # seconds after launch
     extra_rss: int = 0  # peak RSS of a watched process outside the tree (the emulator)
+    cpu_seen: dict[int, float] = field(default_factory=dict)  # CPU seconds of each process of the tree, sampled
     killed: str = ""  # why the benchmark stopped the run, if it did
     info: dict = field(default_factory=dict)
 
@@ -146,6 +168,8 @@ def measure(name: str, cmd: list[str], tag: str, watch_pid: int | None = None,
             while not done.is_set():
                 tree = process_tree(proc.pid)
                 sizes = [rss(pid) for pid in tree]
+                for pid in tree:  # processes the command does not wait for are missing from its rusage
+                    run.cpu_seen[pid] = max(run.cpu_seen.get(pid, 0.0), cpu_seconds(pid))
                 run.peak_sum = max(run.peak_sum, sum(sizes))
                 if sum(sizes) > MEMORY_LIMIT and not run.killed:
                     # the machine is shared: stop this run (its own processes, by PID) before the kernel's
@@ -179,7 +203,9 @@ def measure(name: str, cmd: list[str], tag: str, watch_pid: int | None = None,
         done.set()
         sampler.join()
     proc.returncode = run.code = os.waitstatus_to_exitcode(status)
-    run.cpu = usage.ru_utime + usage.ru_stime
+    # the kernel's figure covers the command and the descendants it reaped; the samples also cover
+    # those it did not wait for (to 0.2 s): the larger of the two
+    run.cpu = max(usage.ru_utime + usage.ru_stime, sum(run.cpu_seen.values()))
     run.peak_max = max(run.peak_max, usage.ru_maxrss * 1024)  # kernel's figure, descendants reaped included
     run.peak_sum = max(run.peak_sum, run.peak_max)
     return run
@@ -204,6 +230,17 @@ def run_reference(source: Path, tag: str) -> Run:
     out = RUNS / f"{tag}.parquet"
     run = measure("reference (1 process)", [PYTHON, "bench/reference_import.py", "--input", str(source),
                                             "--output", str(out), "--json"], tag)
+    if run.code == 0:
+        run.info = orjson.loads(run.stdout.read_bytes().splitlines()[-1])
+        run.info["loaded_rows"] = run.info["loaded"]
+    out.unlink(missing_ok=True)
+    return run
+
+
+def run_polars(source: Path, tag: str) -> Run:
+    out = RUNS / f"{tag}.parquet"
+    run = measure("polars", [PYTHON, "bench/polars_import.py", "--input", str(source), "--output", str(out),
+                             "--json"], tag)
     if run.code == 0:
         run.info = orjson.loads(run.stdout.read_bytes().splitlines()[-1])
         run.info["loaded_rows"] = run.info["loaded"]
@@ -287,18 +324,25 @@ def mib(n: int) -> str:
     return f"{n / MIB:,.0f} MiB"
 
 
-def table(rows: list[Run], n: int, runs: dict[str, list[float]]) -> str:
-    ref = next((r for r in rows if r.name.startswith("reference")), None)
-    head = ["contender", "wall s", "events/s", "CPU s", "peak RSS max", "peak RSS tree", "wall ÷ ref",
-            "RSS tree ÷ ref", "loaded", "runs (wall s)"]
+def table(rows: list[Run], n: int | None, runs: dict[str, list[float]]) -> str:
+    """One line per run: times, memory, and ratios to the polars yardstick and to the reference of the
+    same size (``n`` None: rows of several sizes, each named with its size)."""
+    head = ["contender", "wall s", "events/s", "CPU s", "peak RSS max", "peak RSS tree", "wall ÷ polars",
+            "CPU ÷ polars", "wall ÷ ref", "loaded", "runs (wall s)"]
     body = []
     for r in rows:
+        size = r.info.get("events") or n
+        same_size = [x for x in rows if (x.info.get("events") or n) == size]
+        polars = next((x for x in same_size if x.name.startswith("polars")), None)
+        ref = next((x for x in same_size if x.name.startswith("reference")), None)
         body.append([
             r.name + (f" ({r.killed})" if r.killed else "" if r.code == 0 else f" (exit {r.code})"),
-            f"{r.wall:.2f}", f"{n / r.wall:,.0f}", f"{r.cpu:.1f}", mib(r.peak_max), mib(r.peak_sum),
-            f"{r.wall / ref.wall:.2f}" if ref else "-", f"{r.peak_sum / ref.peak_sum:.1f}" if ref else "-",
-            f"{r.info.get('loaded_rows', '?'):,}" if r.info else "?",
-            ", ".join(f"{w:.1f}" for w in runs[r.name]),
+            f"{r.wall:.2f}", f"{size / r.wall:,.0f}" if size else "?", f"{r.cpu:.1f}", mib(r.peak_max),
+            mib(r.peak_sum),
+            f"{r.wall / polars.wall:.2f}" if polars else "-", f"{r.cpu / polars.cpu:.2f}" if polars else "-",
+            f"{r.wall / ref.wall:.2f}" if ref else "-",
+            f"{r.info['loaded_rows']:,}" if "loaded_rows" in r.info else "?",
+            ", ".join(f"{w:.1f}" for w in runs.get(r.name) or r.info.get("walls") or [r.wall]),
         ])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
@@ -311,11 +355,11 @@ def table(rows: list[Run], n: int, runs: dict[str, list[float]]) -> str:
 def details(rows: list[Run]) -> str:
     out = []
     for r in rows:
-        if not r.info:
+        if "stage_seconds" not in r.info:
             continue
-        if r.name.startswith("reference"):
+        if r.name.startswith(("reference", "polars")):
             s = r.info["stage_seconds"]
-            out.append(f"reference stages (s): {fmt(s)}; in-process work {r.info['work_seconds']:.2f} s, "
+            out.append(f"{r.name.split()[0]} stages (s): {fmt(s)}; in-process work {r.info['work_seconds']:.2f} s, "
                        f"start-up + exit {r.wall - r.info['work_seconds']:.2f} s")
         elif "stage_seconds" in r.info:
             s = r.info["stage_seconds"]
@@ -349,11 +393,16 @@ def fmt(stages: dict) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
 
 
-def bench(n: int, args: argparse.Namespace, emulator: Emulator | None) -> list[Run]:
+def bench(n: int, args: argparse.Namespace, emulator: Emulator | None, only: set[str] | None = None,
+          repeat: int | None = None) -> list[Run]:
+    """Run the contenders on ``n`` lines (``only``: just those keys), interleaved ``repeat`` times."""
     source = events_file(n, args.seed)
     size = source.stat().st_size
-    print(f"\n== {n:,} lines ({size / MIB:,.0f} MiB, {source.name}), repeat {args.repeat} ==", flush=True)
-    contenders = [] if args.skip_reference else [("ref", run_reference)]
+    repeat = args.repeat if repeat is None else repeat
+    print(f"\n== {n:,} lines ({size / MIB:,.0f} MiB, {source.name}), repeat {repeat} ==", flush=True)
+    contenders = [] if args.skip_polars else [("polars", run_polars)]
+    if not args.skip_reference:
+        contenders.append(("ref", run_reference))
     contenders.append(("pipeline", run_pipeline))
     if not args.skip_one_process:  # the runner's other local mode, to see what the 2 worker processes bring
         contenders.append(("pipeline1p", lambda s, t: run_pipeline(s, t, ONE_PROCESS, "pipeline --dry_run 1 process")))
@@ -361,23 +410,72 @@ def bench(n: int, args: argparse.Namespace, emulator: Emulator | None) -> list[R
         contenders.append(("baseline", run_baseline))
     if emulator is not None:
         contenders.append(("bigquery", lambda s, t: run_bigquery(s, t, emulator)))
+    if only is not None:
+        contenders = [c for c in contenders if c[0] in only]
     best: dict[str, Run] = {}
     walls: dict[str, list[float]] = {}
-    for k in range(args.repeat):
+    for k in range(repeat):
         for key, fn in contenders:
             run = fn(source, f"{key}-{n}-{k}")
+            run.info["events"] = n
+            run.info["key"] = key
             print(f"  {run.name:30} run {k + 1}: {run.wall:6.2f} s, exit {run.code}", flush=True)
             walls.setdefault(run.name, []).append(run.wall)
             if run.name not in best or (run.code == 0 and run.wall < best[run.name].wall):
                 best[run.name] = run
     rows = list(best.values())
+    for r in rows:
+        r.info["walls"] = walls[r.name]
     print()
     print(table(rows, n, walls))
     print(details(rows))
-    loaded = {r.info.get("loaded_rows") for r in rows if r.info}
+    loaded = {r.info.get("loaded_rows") for r in rows if "loaded_rows" in r.info}
     if len(loaded) > 1:
         print(f"NOTE: the contenders loaded different row counts: {sorted(x for x in loaded if x is not None)}")
     return rows
+
+
+def targets(results: dict[int, list[Run]], n: int, rss_events: int) -> str:
+    """Every run in one table (polars first), then each target of issue #18 as measured in this run."""
+    def find(size: int, key: str) -> Run | None:
+        return next((r for r in results.get(size, []) if r.info.get("key") == key and r.code == 0), None)
+
+    order = {"polars": 0, "ref": 1, "pipeline": 2, "bigquery": 3, "pipeline1p": 4, "baseline": 5}
+    rows = sorted((r for size in sorted(results) for r in results[size]),
+                  key=lambda r: (order.get(r.info.get("key"), 9), r.info.get("events", 0)))
+    for r in rows:
+        r.name = f"{r.name} @ {r.info.get('events', 0) / 1e6:g}M"
+    out = ["\n== all runs, polars first (ratios to polars and to the reference of the same size) ==",
+           table(rows, None, {})]
+    polars, dry, bq = find(n, "polars"), find(n, "pipeline"), find(n, "bigquery")
+    dry2, polars2, big = find(2 * n, "pipeline"), find(2 * n, "polars"), find(rss_events, "pipeline")
+    checks = []
+    if polars and dry:
+        checks.append((f"dry run wall ÷ polars wall ({n / 1e6:g}M)", dry.wall / polars.wall, 1.0, "{:.2f}"))
+        checks.append((f"dry run CPU ÷ polars CPU ({n / 1e6:g}M)", dry.cpu / polars.cpu, 1.3, "{:.2f}"))
+    if polars and bq:
+        checks.append((f"import into the emulator wall ÷ polars dry wall ({n / 1e6:g}M)", bq.wall / polars.wall,
+                       1.5, "{:.2f}"))
+    if dry and dry2:
+        checks.append((f"dry run wall {2 * n / 1e6:g}M ÷ {n / 1e6:g}M", dry2.wall / dry.wall, 2.0, "{:.2f}"))
+    if polars and polars2:
+        checks.append((f"(polars wall {2 * n / 1e6:g}M ÷ {n / 1e6:g}M, for comparison)", polars2.wall / polars.wall,
+                       None, "{:.2f}"))
+    if big:
+        checks.append((f"largest process of the dry run at {rss_events / 1e6:g}M (MiB)", big.peak_max / MIB, 1024,
+                       "{:,.0f}"))
+    out.append("\n== issue #18 targets (this run) ==")
+    width = max((len(c[0]) for c in checks), default=10)
+    for name, value, limit, form in checks:
+        verdict = "" if limit is None else ("held" if value <= limit else "NOT held")
+        bound = "" if limit is None else f"≤ {form.format(limit)}"
+        out.append(f"  {name.ljust(width)}  {form.format(value):>8}  {bound:>9}  {verdict}")
+    missing = [k for k, r in (("polars", polars), ("dry run", dry), ("import into the emulator", bq),
+                              ("dry run at 2x", dry2), (f"dry run at {rss_events / 1e6:g}M", big if rss_events else True))
+               if r is None]
+    if missing:
+        out.append(f"  not measured (failed or left out): {', '.join(missing)}")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +489,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave out the reference (it holds everything in memory: ≈3.7 GB per 1M events)")
     ap.add_argument("--skip-one-process", action="store_true",
                     help="leave out the dry run with --direct_num_workers=1 --direct_running_mode=in_memory")
+    ap.add_argument("--skip-polars", action="store_true", help="leave out the polars yardstick")
     ap.add_argument("--bigquery", action="store_true", help="also import into a local BigQuery emulator")
+    ap.add_argument("--targets", action=argparse.BooleanOptionalAction, default=True,
+                    help="issue #18's set (default): polars, reference, dry run and the import into the emulator "
+                    "at --events; polars and dry run at twice --events; the dry run at --rss-events; then the "
+                    "targets checked. --no-targets: only the contenders at --events (and --scale)")
+    ap.add_argument("--rss-events", type=int, default=5_000_000,
+                    help="with --targets: lines of the run whose largest process is measured (0: none)")
     ap.add_argument("--max-rss-gib", type=float, default=16.0,
                     help="stop a contender whose process tree grows past this (default 16 on this 24 GiB machine)")
     ap.add_argument("--bq-port", type=int, default=9350)
@@ -406,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"code measured: {code_state}; running from a copy in {CODE}")
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start "
           "(another workload shares the machine: read the ratios)")
+    if args.targets:  # the per-element baseline and the one-process dry run are not part of the set
+        args.bigquery, args.skip_baseline, args.skip_one_process = True, True, True
     emulator = Emulator(args.bq_port, args.bq_grpc_port) if args.bigquery else None
     sizes = [args.events, 2 * args.events] if args.scale else [args.events]
     results: dict[int, list[Run]] = {}
@@ -414,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
             emulator.__enter__()
         for n in sizes:
             results[n] = bench(n, args, emulator)
+        if args.targets:
+            if 2 * args.events not in results:
+                results[2 * args.events] = bench(2 * args.events, args, None, only={"polars", "pipeline"})
+            if args.rss_events and args.rss_events not in results:
+                results[args.rss_events] = bench(args.rss_events, args, None, only={"pipeline"}, repeat=1)
     finally:
         if emulator:
             emulator.__exit__(None, None, None)
@@ -426,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             if big:
                 print(f"  {r.name:24} wall {big.wall / r.wall:.2f}×   peak RSS tree {big.peak_sum / r.peak_sum:.2f}×"
                       f"   CPU {big.cpu / r.cpu:.2f}×")
+    if args.targets:
+        print(targets(results, args.events, args.rss_events))
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; logs and reports in {RUNS.relative_to(ROOT)}/")
     failed = [r.name for rows in results.values() for r in rows if r.code != 0]
     return 1 if failed else 0
