@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -118,6 +119,23 @@ def _check_temp_location(path: str) -> None:
     except OSError as err:
         raise ValueError(f"--temp_location {path} cannot be written ({err.strerror or err}): "
                          f"give a folder the import can write to") from err
+
+
+def disk_full(err: BaseException) -> str | None:
+    """What ran out of room, when ``err`` (or an error it wraps, or a worker's error Beam re-raised as
+    text) is a full disk or quota: the error's own first line; None otherwise."""
+    seen: BaseException | None = err
+    for _ in range(32):  # the chain of causes, however it loops
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(seen).splitlines()[0]
+        text = str(seen)
+        for line in text.splitlines():
+            if "No space left on device" in line or "Disk quota exceeded" in line:
+                return line.strip().removeprefix("RuntimeError: ")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _is_target_failure(err: BaseException) -> bool:
@@ -382,6 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        print(f"error: the disk is full ({disk_full(err)}): this run's output is incomplete. Free some space, "
+              f"or write to another disk (--output_dir, --temp_location, --report_path), and run the import "
+              f"again", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if "template_location" in report:
         print(f"template written to {report['template_location']}; each job it starts reports on its own")
         return code
