@@ -299,10 +299,13 @@ def normalize_url_column(urls: pa.Array) -> tuple[pa.Array, int, int]:
 
     other = pc.extract_regex(cut, _OTHER_RE)
     other_scheme = pc.utf8_lower(other.field(0))
-    is_other = pc.and_(other.is_valid(), pc.invert(pc.is_in(other_scheme, pa.array(list(WEB_SCHEMES)))))
+    # a `@` may be user info, which normalize_url drops: such URLs go to Python
+    no_user_info = pc.invert(pc.match_substring(cut, "@"))
+    is_other = pc.and_(pc.and_(other.is_valid(), pc.invert(pc.is_in(other_scheme, pa.array(list(WEB_SCHEMES))))),
+                       no_user_info)
     other_out = pc.binary_join_element_wise(other_scheme, ":", other.field(1), "")
 
-    is_plain = pc.match_substring_regex(cut, _NO_SCHEME_RE)
+    is_plain = pc.and_(pc.match_substring_regex(cut, _NO_SCHEME_RE), no_user_info)
     out = pc.if_else(is_web, web_out, pc.if_else(is_other, other_out, pc.if_else(is_plain, cut, pa.nulls(len(cut),
                                                                                                         pa.string()))))
     todo = np.flatnonzero(out.is_null().to_numpy(zero_copy_only=False))
