@@ -24,12 +24,17 @@ them), with polars doing the work on all cores. Stage by stage:
   exact duplicate when its content columns equal the winner's, otherwise conflicting;
 * write: the winners as one Parquet file (zstd) in ``ROW_SCHEMA``'s column order and types.
 
-Python runs per distinct URL / user agent / money value / odd label shape, never per row. Known
-differences from the pipeline on hostile input (none occurs in ``bench/generate_events.py``'s output,
-see ``--edge-cases`` of check_same_rows): a field repeated inside ``data`` under a top-level name can
-mislead the regex that tells a null from an absent field; polars keeps the first of duplicate keys
-(orjson the last); a broken element of an array makes the whole line ``parse:invalid_json``; label
-numbers print as polars prints them (``1.0`` as ``1``); a free label whose value is null is dropped.
+Python runs per distinct URL / user agent / money value / odd label shape, never per row.
+
+Same rows and counts as the pipeline on ``bench/generate_events.py``'s exports (``check_same_rows.py
+--polars``, 200k and 1M events). On hostile input it differs where polars' JSON readers lose what the
+pipeline's rules need (``check_same_rows.py --polars --edge-cases`` shows each): label numbers come
+out as polars prints them (``1.0`` as ``1``, ``-0.0`` as ``0``, ``1e20`` and ``2**64`` in digits); a
+free label whose value is null is dropped; ``"ids": true`` reads as the id ``true``; JSON nested
+deeper than 128 levels is invalid JSON to polars; a broken element of an array makes the whole line
+``parse:invalid_json``; of duplicate keys polars keeps the first (orjson the last); a field repeated
+inside ``data`` under a top-level name can mislead the regex that tells null from absent, and a
+``data`` string that reads like an object is taken for one.
 """
 
 from __future__ import annotations
@@ -317,25 +322,40 @@ def labels(frame: pl.DataFrame) -> tuple[pl.DataFrame, Counter]:
     keys = (data["data"].str.extract_all(r"\"((?:[^\"\\]|\\.)*)\":").explode().drop_nulls().unique()
             .str.slice(1).str.head(-2))
     keys = sorted(orjson.loads(f'"{k}"') for k in keys.to_list())
-    decoded = pl.read_ndjson(data_text, schema={k: pl.String for k in keys} or {"_": pl.String},
-                             ignore_errors=True)
+    schema = {k: pl.String for k in keys} or {"_": pl.String}
+    try:
+        decoded = pl.read_ndjson(data_text, schema=schema, ignore_errors=True)
+    except pl.exceptions.ComputeError:
+        # an integer beyond 64 bits, as polars wrote it back, is one its reader refuses: such numbers
+        # become strings of the same digits (the label text, the money and the id are the same)
+        big = r"([:\[,]\s*)(-?[0-9]{20,})(\s*[,\]}])"
+        data_text = ndjson(data["data"].str.replace_all(big, '${1}"${2}"${3}').str.replace_all(big, '${1}"${2}"${3}'))
+        decoded = pl.read_ndjson(data_text, schema=schema, ignore_errors=True)
     del data_text
     has = set(keys)
     col = lambda k: pl.col("d").struct.field(k) if k in has else pl.lit(None, pl.String)  # noqa: E731
     df = frame.select("name").with_columns(pl.Series("d", decoded.to_struct()))
     name = pl.col("name")
 
-    def id_list(raw: pl.Expr, split: pl.Expr) -> pl.Expr:
-        is_list = raw.str.starts_with("[") & raw.str.ends_with("]")
-        as_list = raw.str.json_decode(pl.List(pl.String))
-        one = pl.when(split).then(raw.str.replace_all(r"[;,|]", ID_SEP)).otherwise(raw).str.split(ID_SEP)
-        items = pl.when(is_list).then(as_list).otherwise(one)
-        return items.list.eval(pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != ""))
-
+    # ids: from `ids` (split on ; , | unless a category or brand event), else Android's `id`; a list
+    # is decoded leniently (items as text), its booleans, objects and arrays are invalid items
     ids_raw, id_raw = col("ids"), col(ANDROID_ID_LABEL)
-    ids = (pl.when(ids_raw.is_not_null()).then(id_list(ids_raw, ~name.is_in(list(UNSPLIT_ID_EVENTS))))
-           .when(id_raw.is_not_null()).then(id_list(id_raw, pl.lit(False)))
-           .otherwise(pl.lit([], pl.List(pl.String))))
+    source = df.select(pl.when(ids_raw.is_not_null()).then(ids_raw).otherwise(id_raw).alias("s"),
+                       (ids_raw.is_not_null() & ~name.is_in(list(UNSPLIT_ID_EVENTS))).alias("split"))
+    is_list = pl.col("s").str.starts_with("[") & pl.col("s").str.ends_with("]")
+    wrapped = source.select(pl.concat_str(pl.lit('{"a":'), pl.when(is_list).then(pl.col("s")).otherwise(pl.lit("[]")),
+                                          pl.lit("}"))).to_series()
+    listed = pl.read_ndjson(ndjson(wrapped), schema={"a": pl.List(pl.String)}, ignore_errors=True)["a"]
+    item = pl.element()
+    bad_item = item.is_in(["true", "false"]) | item.str.starts_with("{") | item.str.starts_with("[")
+    one = pl.when(pl.col("split")).then(pl.col("s").str.replace_all(r"[;,|]", ID_SEP)).otherwise(pl.col("s"))
+    id_columns = source.with_columns(listed.alias("l")).select(
+        pl.when(is_list).then(pl.col("l").list.eval(item.filter(~bad_item)))
+        .when(pl.col("s").is_not_null()).then(one.str.split(ID_SEP))
+        .otherwise(pl.lit([], pl.List(pl.String)))
+        .list.eval(item.str.strip_chars()).list.eval(item.filter(item != "")).alias("ids"),
+        (is_list & pl.col("l").list.eval(bad_item).list.any()).fill_null(False).alias("ids_bad"))
+    del source, listed, wrapped
     trans = col("transId")
     trans_ok = ~trans.str.contains(_AMBIGUOUS).fill_null(False)
     free = [k for k in keys if k not in RESERVED_LABELS]
@@ -356,7 +376,7 @@ def labels(frame: pl.DataFrame) -> tuple[pl.DataFrame, Counter]:
     del wide
     blank = pl.any_horizontal([col(k).is_not_null() for k in free if not k.strip()] or [pl.lit(False)])
     out = df.select(  # (the streaming engine took 50x longer on these list expressions)
-        ids.alias("ids"),
+        pl.lit(id_columns["ids"]).alias("ids"), pl.lit(id_columns["ids_bad"]).alias("ids_bad"),
         pl.when(trans_ok).then(pl.when(trans != "").then(trans)).alias("transId"),
         (trans.is_not_null() & ~trans_ok).alias("trans_bad"),
         col("value").alias("value_text"),
@@ -374,6 +394,7 @@ def labels(frame: pl.DataFrame) -> tuple[pl.DataFrame, Counter]:
     money = money_values(out["value_text"])
     out = out.join(money, on="value_text", how="left", maintain_order="left", nulls_equal=False)
     flags = pl.concat_list(  # in the pipeline's order
+        pl.when(pl.col("ids_bad")).then(pl.lit("ids:invalid")),
         pl.when(pl.col("trans_bad")).then(pl.lit("transId:invalid")), pl.col("value_flag"),
         pl.when(pl.col("blank_key")).then(pl.lit("labels:blank_key")),
     ).list.drop_nulls()
