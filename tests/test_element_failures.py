@@ -297,3 +297,23 @@ def test_csv_rows_and_json_elements_over_the_limit_are_stored_whole(tmp_path):
         assert len(exact_bytes(dead)) == 100 and dead["raw_bytes"] == len(whole)
         with open(dead["raw_payload_uri"], "rb") as f:
             assert f.read() == whole, fmt
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+@pytest.mark.parametrize(("tail", "loaded"), [(b"", 2), (b",", 2), (b",\n  ", 2), (b',{"key":"', 2), (b",[", 2)])
+def test_an_unterminated_array_keeps_its_complete_elements(tmp_path, fmt, tail, loaded):
+    """`[{…},{…}` with no `]`: the complete elements are records; an element the cut went through is one
+    dead letter that says the array was cut off."""
+    body = b"[" + line(envelope(1)) + (b",\n" if fmt == "json" else b",") + line(envelope(2)) + tail.strip(b"\n ")
+    path = tmp_path / f"a.{fmt}"
+    path.write_bytes(body + (b"\n" if fmt == "ndjson" else b""))  # an NDJSON line: no line break inside
+    batches, read_dead, errors, _ = read_all(path, fmt)
+    ids, dead = through_stages(batches)
+    dead += read_dead
+    assert len(ids) == loaded and not errors
+    cut = tail.strip(b",\n ")
+    assert len(dead) == (1 if cut else 0)
+    if cut:
+        assert dead[0]["reasons"][0]["code"] == "parse:invalid_json"
+        assert "before its closing `]`: cut off" in dead[0]["reasons"][0]["message"]
+        assert dead[0]["source_index"] == 2 and dead[0]["raw_payload"] == cut.decode()

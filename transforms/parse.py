@@ -76,6 +76,8 @@ def parse_elements(elements: list[bytes], ctx: ImportContext, uri: str, line: in
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             detail = f"{error.msg} (char {error.pos}); element {index} of the array."
+            if index == len(elements) - 1 and "end of data" in error.msg:  # the array stops in it
+                detail += " The array ends there, before its closing `]`: cut off (truncated) in this element."
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as bad:
