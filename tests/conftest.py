@@ -1,17 +1,26 @@
-"""Shared fixtures: the local BigQuery emulator, started and stopped by PID for the test session."""
+"""Shared fixtures: the local BigQuery emulator, started and stopped by PID for the test session (one per
+xdist worker), checked before every test that uses it and restarted if it died; the order and grouping
+in which ``pytest -n N --dist loadgroup`` hands tests to the workers; ``--fast``."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import socket
 import subprocess
-from dataclasses import dataclass
+import urllib.request
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_SCRIPT = ROOT / "scripts" / "bigquery_emulator.sh"
+TEST_CALL_SECONDS = 20.0
+"""Retry deadline and HTTP timeout of the tests' own BigQuery calls. The client library's default retry
+goes on for 600 s: against an emulator that died, a test would hang for ten minutes instead of failing."""
 
 
 def free_port() -> int:
@@ -20,11 +29,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ShortRetries:
+    """A ``bigquery.Client`` whose calls get ``TEST_CALL_SECONDS`` as retry deadline and HTTP timeout unless
+    the caller gives its own (the library's defaults: 600 s of retries, no timeout)."""
+
+    def __init__(self, client, seconds: float = TEST_CALL_SECONDS) -> None:
+        self._client, self._seconds = client, seconds
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        try:
+            params = inspect.signature(attr).parameters
+        except (TypeError, ValueError):
+            return attr
+        from google.cloud.bigquery import DEFAULT_RETRY
+
+        short = {}
+        if "retry" in params:
+            short["retry"] = DEFAULT_RETRY.with_deadline(self._seconds)
+        if "timeout" in params:
+            short["timeout"] = self._seconds
+        if not short:
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            return attr(*args, **{**short, **kwargs})
+
+        return call
+
+
 @dataclass
 class Emulator:
     endpoint: str
     env: dict
     project: str = "local-project"
+    restarts: list[str] = field(default_factory=list)  # why the health check restarted it, once per restart
 
     def _script(self, action: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(EMULATOR_SCRIPT), action], env=self.env, capture_output=True, text=True,
@@ -42,15 +84,43 @@ class Emulator:
         pid_file = ROOT / ".emulators" / f"bigquery-{self.env['BQ_EMULATOR_PORT']}.pid"
         return int(pid_file.read_text()) if pid_file.exists() else None
 
+    def problem(self) -> str | None:
+        """Why the emulator cannot serve a test (its process is gone, or its API does not answer within a
+        few seconds), or None."""
+        pid = self.pid
+        if pid is None:
+            return "no PID file: not running"
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"its process {pid} is gone"
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/bigquery/v2/projects", timeout=5) as answer:
+                return None if answer.status == 200 else f"its API answered HTTP {answer.status}"
+        except OSError as err:
+            return f"its API does not answer ({err})"
+
+    def ensure_running(self) -> None:
+        """The health check before each test: an emulator that died (it segfaulted once, mid-suite) is
+        started again on the same port and data folder, so one crash fails one test, not every later one."""
+        problem = self.problem()
+        if problem is None:
+            return
+        log = ROOT / ".emulators" / f"bigquery-{self.env['BQ_EMULATOR_PORT']}.log"
+        tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+        self.restarts.append(f"{problem}; log: {' | '.join(tail)}")
+        self.stop()
+        self.start()
+
     def client(self):
         from transforms.bq_client import make_client
 
-        return make_client(self.project, self.endpoint)
+        return ShortRetries(make_client(self.project, self.endpoint))
 
     def session(self):
         from transforms.bq_client import BigQuerySession
 
-        return BigQuerySession(self.client(), 30.0)
+        return BigQuerySession(self.client(), TEST_CALL_SECONDS)
 
 
 def make_emulator(data_dir: Path) -> Emulator:
@@ -62,10 +132,18 @@ def make_emulator(data_dir: Path) -> Emulator:
 
 @pytest.fixture(scope="session")
 def bigquery_emulator(tmp_path_factory) -> Emulator:
+    """This worker's emulator, for the whole session (each test uses datasets of its own)."""
     emulator = make_emulator(tmp_path_factory.mktemp("bigquery-data"))
     emulator.start()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def _bigquery_emulator_is_healthy(request) -> None:
+    """Before a test that uses the shared emulator: restart it if it died (see ``Emulator.ensure_running``)."""
+    if "bigquery_emulator" in request.fixturenames:
+        request.getfixturevalue("bigquery_emulator").ensure_running()
 
 
 @pytest.fixture
@@ -210,3 +288,130 @@ def gcs_emulator(tmp_path_factory) -> GcsEmulator:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# --- which tests, in which order, on which worker ----------------------------------------------------------
+
+SERVICE_FIXTURES = {"bigquery_emulator", "own_emulator", "pubsub_emulator", "gcs_emulator"}
+SLOW_MARKS = {"emulator", "e2e", "packaging", "slow"}
+SLOW_ELSEWHERE = (
+    # tests without a service or a slow mark that still start processes, Beam pipelines or a browser
+    # (measured over a second each); `--fast` leaves them out
+    "tests/test_command_line.py", "tests/test_emulator_setup.py", "tests/test_gcs_import.py",
+    "tests/test_packaging.py", "tests/test_report_html.py", "tests/test_stages_beam.py",
+    "tests/test_workfiles.py", "tests/test_warm_workers.py", "tests/test_privacy_agents.py",
+    "tests/test_replay_lineage.py", "tests/test_run_history.py", "tests/test_resources.py",
+    "tests/test_costs.py", "tests/test_worker_image.py::test_the_entry_point",
+    "tests/test_template.py::test_template_entry_file", "tests/test_template.py::test_the_gcloud_flags",
+    "tests/test_template.py::test_gcloud_accepts", "tests/test_schedule.py::test_the_environment",
+    "tests/test_template.py::test_submit", "tests/test_template.py::test_template_",
+    "tests/test_fuzz.py", "tests/test_element_failures.py", "tests/test_gaps.py::test_any_history",
+)
+SPLIT_FILES = {
+    # files whose tests are independent of each other (a dataset, topic or emulator of their own, no
+    # module-scoped fixture worth sharing): `--by-cost` hands them to the workers one test at a time
+    "tests/test_bigquery.py", "tests/test_cli.py", "tests/test_command_line.py", "tests/test_concurrency.py",
+    "tests/test_emulator_setup.py", "tests/test_faults.py", "tests/test_gcs_import.py", "tests/test_interrupts.py",
+    "tests/test_landing_merge.py", "tests/test_packaging.py", "tests/test_pubsub.py", "tests/test_pubsub_stops.py",
+    "tests/test_query.py", "tests/test_schedule.py", "tests/test_template.py", "tests/test_worker_image.py",
+    "tests/test_write_retries.py",
+}
+DURATIONS_KEY = "rlvt/durations"
+GUESS_SECONDS = {"tests/test_packaging.py": 5.0, "tests/test_pubsub.py": 25.0, "tests/test_pubsub_stops.py": 30.0,
+                 "tests/test_faults.py": 12.0, "tests/test_concurrency.py": 30.0, "tests/test_interrupts.py": 25.0,
+                 "tests/test_emulator_setup.py": 20.0, "tests/test_gcs_import.py": 15.0,
+                 "tests/test_write_retries.py": 8.0, "tests/test_bigquery.py": 6.0, "tests/test_replay.py": 20.0,
+                 "tests/test_landing_merge.py": 8.0, "tests/test_workfiles.py": 5.0}
+"""Seconds per test before a run has measured them (a clean clone): enough to start the long ones first."""
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--fast", action="store_true",
+                     help="only the pure-function tests: no emulator, no process, no Beam pipeline (seconds)")
+    parser.addoption("--by-cost", action="store_true",
+                     help="with -n N --dist loadfile: the files of tests/conftest.py's SPLIT_FILES go to the "
+                          "workers test by test, and the longest work goes first (durations measured by earlier "
+                          "runs, in .pytest_cache)")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: starts processes or pipelines; left out by --fast")
+
+
+def is_fast(item) -> bool:
+    if {m.name for m in item.iter_markers()} & SLOW_MARKS or SERVICE_FIXTURES & set(item.fixturenames):
+        return False
+    return not item.nodeid.startswith(SLOW_ELSEWHERE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    if not config.getoption("--fast"):
+        return
+    fast = [item for item in items if is_fast(item)]
+    config.hook.pytest_deselected(items=[item for item in items if not is_fast(item)])
+    items[:] = fast
+
+
+_measured: dict[str, float] | None = None
+"""Seconds per test of this run (setup + call + teardown), kept by the controller (or a run without xdist)
+and merged into .pytest_cache at the end, for `--by-cost` to start the longest work first next time."""
+
+
+def pytest_sessionstart(session) -> None:
+    global _measured
+    if not hasattr(session.config, "workerinput"):
+        _measured = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    if _measured is not None:
+        _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session) -> None:
+    cache = getattr(session.config, "cache", None)
+    if not _measured or cache is None:
+        return
+    known = cache.get(DURATIONS_KEY, {})
+    known.update({k: round(v, 2) for k, v in _measured.items()})
+    cache.set(DURATIONS_KEY, known)
+
+
+def test_seconds(nodeid: str, known: dict) -> float:
+    if nodeid in known:
+        return known[nodeid]
+    return GUESS_SECONDS.get(nodeid.split("::")[0], 0.5)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if not config.getoption("--by-cost") or config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    known = config.cache.get(DURATIONS_KEY, {}) if getattr(config, "cache", None) else {}
+
+    class LongestFirst(OrderedDict):
+        """The work queue: the next unit handed out is the one with the most seconds left in it."""
+
+        def popitem(self, last: bool = True):
+            if last or not self:
+                return super().popitem(last)
+            scope = max(self, key=lambda s: sum(test_seconds(nodeid, known) for nodeid in self[s]))
+            return scope, self.pop(scope)
+
+    class CostScheduling(LoadScopeScheduling):
+        """loadfile, except that SPLIT_FILES' tests are units of their own, and units are handed out longest
+        first (a worker that takes the last long test while the others run out of work sets the wall time)."""
+
+        def __init__(self, config, log=None) -> None:
+            super().__init__(config, log)
+            self.workqueue = LongestFirst()
+
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if file in SPLIT_FILES else file
+
+    config.option.loadscopereorder = False
+    return CostScheduling(config, log)
