@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
-VENV="$ROOT/.venv"
+VENV="${RLVT_VENV:-$ROOT/.venv}"  # RLVT_VENV: another venv (scripts/smoke_pythons.sh makes one per Python)
 
 SUPPORTED_PYTHONS="3.11 3.12 3.13"  # Beam 2.77 and every pinned package have wheels for these (README)
 
