@@ -317,3 +317,22 @@ def test_an_unterminated_array_keeps_its_complete_elements(tmp_path, fmt, tail, 
         assert dead[0]["reasons"][0]["code"] == "parse:invalid_json"
         assert "before its closing `]`: cut off" in dead[0]["reasons"][0]["message"]
         assert dead[0]["source_index"] == 2 and dead[0]["raw_payload"] == cut.decode()
+
+
+def test_a_payload_larger_than_any_bigquery_row_is_not_stored(tmp_path):
+    """A 300 KB gzip bomb is a 300 MB line: kept whole it would fill the disk for a record no table can
+    take, so the spill gives up past its limit and removes what it wrote."""
+    import io
+
+    from transforms import read as read_module
+    from transforms.payloads import PayloadSpill
+
+    spilled = []
+
+    def spill(offset):
+        spilled.append(PayloadSpill(str(tmp_path / f"{offset}.payload"), max_bytes=50))
+        return spilled[-1]
+
+    got = list(read_module._split_lines(io.BytesIO(b"a" * 40 + b"\n" + b"b" * 80 + b"\nc"), 0, None, 10, spill))
+    assert [(length, stored is not None) for _, length, stored in got] == [(40, True), (80, False), (1, False)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.payload"]

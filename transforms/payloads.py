@@ -20,8 +20,13 @@ from collections.abc import Iterable
 import orjson
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.bigquery_values import MAX_LOAD_ROW_BYTES
+
 TABLE_PAYLOAD_BYTES = 1 << 20
 """Most of a payload a dead-letter row holds (1 MiB)."""
+MAX_STORED_BYTES = MAX_LOAD_ROW_BYTES
+"""Largest payload stored whole: a larger one could never become a BigQuery row, even replayed (a line of
+gigabytes is a broken file, not a record: a 300 KB gzip bomb was 300 MB on disk), so it is only cut."""
 PAYLOADS_DIR = "dead_letter_payloads"
 """The payloads folder under ``--output_dir`` (the file sink's default)."""
 
@@ -44,6 +49,7 @@ def exact_bytes(dead: dict) -> bytes:
 
 
 def write_payload(path: str, chunks: Iterable[bytes]) -> None:
+    """Write a payload whole (the caller checks it is at most ``MAX_STORED_BYTES``)."""
     with FileSystems.create(path) as f:
         for chunk in chunks:
             f.write(chunk)
@@ -51,16 +57,27 @@ def write_payload(path: str, chunks: Iterable[bytes]) -> None:
 
 class PayloadSpill:
     """A whole payload written piece by piece while it is read (a line longer than ``--max_line_bytes``
-    is never held in memory whole)."""
+    is never held in memory whole); given up, and its file removed, past ``MAX_STORED_BYTES``."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, max_bytes: int = MAX_STORED_BYTES) -> None:
+        self.path, self.max_bytes, self.written = path, max_bytes, 0
         self._file = FileSystems.create(path)
 
     def write(self, chunk: bytes) -> None:
+        if self._file is None:
+            return
+        self.written += len(chunk)
+        if self.written > self.max_bytes:
+            self._file.close()
+            self._file = None
+            FileSystems.delete([self.path])
+            return
         self._file.write(chunk)
 
-    def close(self) -> str:
+    def close(self) -> str | None:
+        """The payload file, or None when the payload was too large to keep."""
+        if self._file is None:
+            return None
         self._file.close()
         return self.path
 
@@ -79,7 +96,7 @@ def keep_whole(dead: dict, payload: bytes, folder: str | None, run_id: str, limi
     if len(payload) <= limit:
         return dead
     out = cut(dead, payload, limit)
-    if folder and not dead.get("raw_payload_uri"):
+    if folder and not dead.get("raw_payload_uri") and len(payload) <= MAX_STORED_BYTES:
         path = payload_path(folder, run_id, _origin(dead))
         write_payload(path, [payload])
         out["raw_payload_uri"] = path

@@ -19,7 +19,7 @@ import orjson
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms import progress
 from transforms.parse import parse_elements, parse_lines, split_json_array
-from transforms.payloads import PayloadSpill, exact_bytes, keep_whole, payload_path, write_payload
+from transforms.payloads import MAX_STORED_BYTES, PayloadSpill, exact_bytes, keep_whole, payload_path, write_payload
 from transforms.read_csv import read_csv
 from transforms.read_parquet import read_parquet
 from transforms.read_types import READ_ERRORS, Count, FileError, ReadLimits
@@ -139,8 +139,13 @@ def _spill(uri: str, ctx: ImportContext, limits: ReadLimits) -> Callable[[int], 
     return lambda offset: PayloadSpill(payload_path(limits.payload_dir, ctx.run_id, [uri, "offset", offset]))
 
 
-def _cut_note(stored: str | None) -> str:
-    return "payload cut to the limit here, kept whole in raw_payload_uri" if stored else "payload cut to the limit"
+def _cut_note(stored: str | None, length: int = 0) -> str:
+    if stored:
+        return "payload cut to the limit here, kept whole in raw_payload_uri"
+    if length > MAX_STORED_BYTES:
+        return (f"payload cut to the limit (not kept whole: over {MAX_STORED_BYTES:,} bytes, larger than any "
+                f"BigQuery row)")
+    return "payload cut to the limit"
 
 
 def read_ndjson(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_line: int) -> Iterator:
@@ -171,7 +176,7 @@ def _line_batches(lines, uri: str, ctx: ImportContext, limits: ReadLimits, line_
                 dead = dead_letter(
                     ctx, "read",
                     [reason("read:line_too_long", f"{READ_REASONS['read:line_too_long']} "
-                            f"({length} > {limits.max_line_bytes} bytes); {_cut_note(stored)}.")],
+                            f"({length} > {limits.max_line_bytes} bytes); {_cut_note(stored, length)}.")],
                     line[: limits.max_line_bytes], uri, line_no, truncated=True, raw_size=length,
                 )
                 if stored:
@@ -349,7 +354,7 @@ def _replayed(entries: list[tuple], uri: str, origin: dict | None, ctx: ImportCo
     for _, line, index, payload, _ in entries:
         if len(payload) > limits.max_line_bytes:
             stored = None
-            if limits.payload_dir:  # whole here: stored whole again, for the next replay
+            if limits.payload_dir and len(payload) <= MAX_STORED_BYTES:  # whole here: stored again
                 stored = payload_path(limits.payload_dir, ctx.run_id, [uri, "replayed", line, index])
                 write_payload(stored, [payload])
             dead = [dead_letter(
