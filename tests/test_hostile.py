@@ -8,6 +8,7 @@ into the BigQuery emulator once, and what lands is checked value by value.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -99,6 +100,12 @@ def test_each_hostile_file_has_its_declared_outcome(name, corpus, file_runs):
     assert len(dead) == want["dead_lettered"]
     assert Counter(c for d in dead for c in {r["code"] for r in d["reasons"]}) == Counter(want["dead_letter_reasons"])
     assert all(d["raw_payload"] and d["run_id"] == report["run_id"] for d in dead), "every dead letter is replayable"
+    for d in dead:  # a payload cut in its row is stored whole beside it (transforms/payloads.py)
+        held = len(base64.b64decode(d["raw_payload_base64"])) if d["raw_payload_base64"] else len(
+            d["raw_payload"].encode())
+        if d["raw_bytes"] > held:
+            assert Path(d["raw_payload_uri"]).stat().st_size == d["raw_bytes"], (name, d["source_line"])
+            assert Path(d["raw_payload_uri"]).is_relative_to(out / "dead_letter_payloads")
     conflicting = {c["eventId"] for c in _ndjson(out / "conflicts") if orjson.loads(c["row"])["source_uri"] == uri}
     assert len(conflicting) <= want["duplicate_conflicting"]
 

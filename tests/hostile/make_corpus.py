@@ -156,7 +156,8 @@ def ndjson(lines: list[bytes]) -> bytes:
 
 @case("malformed_json.ndjson")
 def _malformed() -> tuple[bytes, Expect]:
-    x = Expect("malformed JSON of every kind between two good lines: each one dead letter parse:invalid_json")
+    x = Expect("malformed JSON of every kind between two good lines: each one dead letter parse:invalid_json "
+               "(a lone surrogate escape: parse:invalid_unicode)")
     broken = [b"{not json", b'{"key": }', b'{"a":1}{"b":2}', b"{'single': 'quotes'}", b'{"a":1,}', b"NaN",
               b"Infinity", b"undefined", b'{"a":"raw\ttab"}', b'{"a":1} trailing', b'{"a":"\\ud800"}',
               with_raw(env("mj", 9), "timestamp", b"1e400"), b"\x00", b'{"a":1}\x00', b'{"a":[1,2}', b"\x0c{}",
@@ -165,7 +166,7 @@ def _malformed() -> tuple[bytes, Expect]:
     x.good("mj-1")
     for raw in broken:
         lines.append(raw)
-        x.bad("parse:invalid_json")
+        x.bad("parse:invalid_unicode" if b"\\ud800" in raw else "parse:invalid_json")
     lines.append(dumps(env("mj", 2)))
     x.good("mj-2")
     return ndjson(lines), x
@@ -878,6 +879,78 @@ def _parquet_map() -> tuple[bytes, Expect]:
     x.good("pm-2")
     x.verbatim["pm-1"] = {"labels": [{"key": "1", "value": "a"}, {"key": "2", "value": "b"}]}
     return sink.getvalue(), x
+
+
+@case("bigquery_refusals.ndjson")
+def _bigquery_refusals() -> tuple[bytes, Expect]:
+    x = Expect("values BigQuery (or the emulator) would refuse, each caught before the load: an eventId holding "
+               "NUL (eventId:nul: the emulator's MERGE failed on it, for every later import too), a lone "
+               "surrogate escape (parse:invalid_unicode), v of 2^63 (v:unsupported), a time in the year 10000 "
+               "(timestamp:out_of_range); nulls inside ids dropped, a NUMERIC overflow nulled, NUL elsewhere kept")
+    lines = [dumps(env("br", 1, eventId="br-1\u0000x")),
+             dumps(env("br", 2))[:-1] + b',"b":"\\ud800"}',
+             with_raw(env("br", 3), "v", b"9223372036854775808"),
+             dumps(env("br", 4, timestamp=253_402_300_800_000)),
+             dumps(env("br", 5, data={"ids": ["a", None, None]})),
+             dumps(env("br", 6, data={"value": "1e30"})),
+             dumps(env("br", 7, clientId="c\u0000", tmpId="t\u0000\u001f"))]
+    x.bad("eventId:nul")
+    x.bad("parse:invalid_unicode")
+    x.bad("v:unsupported")
+    x.bad("timestamp:out_of_range")
+    x.good("br-5")  # null ids are no ids: dropped without a flag
+    x.good("br-6", "value:out_of_range")
+    x.good("br-7")
+    x.verbatim["br-5"] = {"ids": ["a"]}
+    x.verbatim["br-7"] = {"clientId": "c\u0000", "tmpId": "t\u0000\u001f"}
+    return ndjson(lines), x
+
+
+@case("parquet_non_finite.parquet")
+def _parquet_non_finite() -> tuple[bytes, Expect]:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = Expect("Parquet float timestamps NaN, +Infinity, -Infinity (which JSON cannot hold): "
+               "timestamp:not_finite each (NaN used to read as a missing timestamp); the finite one loads")
+    ids = ["nf-1", "nf-2", "nf-3", "nf-4"]
+    table = pa.table({"key": [KEY] * 4, "tmpId": ids, "eventId": ids, "name": ["page_view"] * 4,
+                      "url": [f"https://shop.example.com/nf/{i}" for i in ids], "v": [1.0] * 4,
+                      "timestamp": [float("nan"), float("inf"), float("-inf"), float(BASE_MS)]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    for _ in range(3):
+        x.bad("timestamp:not_finite")
+    x.good("nf-4")
+    return sink.getvalue(), x
+
+
+@case("json_array_unterminated.json")
+def _json_array_unterminated() -> tuple[bytes, Expect]:
+    x = Expect("a .json array with no closing bracket, cut inside its third element: the two complete "
+               "elements load, the cut one is parse:invalid_json saying the array was cut off")
+    body = b"[" + dumps(env("ju", 1)) + b",\n" + dumps(env("ju", 2)) + b',\n{"key":"' + KEY.encode()
+    x.good("ju-1")
+    x.good("ju-2")
+    x.bad("parse:invalid_json")
+    return body, x
+
+
+@case("long_lines_kept_whole.ndjson")
+def _long_lines_kept_whole() -> tuple[bytes, Expect]:
+    x = Expect("lines over --max_line_bytes (an envelope three times the limit, one with invalid UTF-8, one "
+               "array of envelopes): each is one read:line_too_long whose payload is stored whole beside the "
+               "dead letters (raw_payload_uri), so a replay with a larger limit can load it")
+    big = dumps(env("lk", 1, data={"blob": "y" * (3 * MAX_LINE_BYTES)}))
+    bad_utf8 = dumps(env("lk", 2, data={"blob": "z" * MAX_LINE_BYTES})).replace(b"zzz", b"z\xffz", 1)
+    array = b"[" + b",".join(dumps(env("lk", i)) for i in range(3, 300)) + b"]"
+    assert len(array) > MAX_LINE_BYTES
+    for _ in range(3):
+        x.bad("read:line_too_long")
+    x.good("lk-300")
+    return ndjson([big, bad_utf8, array, dumps(env("lk", 300))]), x
 
 
 def build_corpus(folder: Path) -> dict[str, dict]:
