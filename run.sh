@@ -20,6 +20,7 @@
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
 #   ./run.sh test [ARGS…]    set up and run the whole test suite on 2 workers (TEST_WORKERS=N; ARGS go to pytest)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
+#   ./run.sh mutate [MODULE…]   mutation testing of the pure modules against their unit tests (docs/mutation.md)
 #   ./run.sh setup           only set up the venvs (Python 3.11, 3.12 or 3.13; PYTHON=… to choose)
 #   ./run.sh which-python    the interpreter a new venv would use
 set -euo pipefail
@@ -255,6 +256,7 @@ case "$cmd" in
     exit $code
     ;;
   bench) setup; py bench/run_bench.py "$@" ;;
-  -h|--help|help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' ;;
+  mutate) setup; py scripts/mutate.py "$@" ;;
+  -h|--help|help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "unknown command: $cmd (try ./run.sh help)" >&2; exit 2 ;;
 esac

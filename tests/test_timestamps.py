@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.timestamps import TimestampPolicy, convert_epochs, parse_instant, to_micros
+from transforms.timestamps import UNIT_FACTORS, TimestampPolicy, convert_epochs, parse_instant, to_micros
 
 OK, MISSING, NOT_FINITE, OUT_OF_RANGE = 0, 1, 2, 3
 Y2000_MS = 946_684_800_000
@@ -184,3 +185,34 @@ def test_parse_instant_known_values() -> None:
 def test_parse_instant_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError):
         parse_instant(text)
+
+
+@pytest.mark.parametrize("text", ["2026-01-31T12:00:00z", "2026-01-31t12:00:00Z", "2026-01-31t12:00:00z"])
+def test_parse_instant_accepts_rfc3339_lower_case_t_and_z(text: str) -> None:
+    # RFC 3339 §5.6: "T" and "Z" may be written in lower case
+    assert parse_instant(text) == parse_instant("2026-01-31T12:00:00Z")
+
+
+def test_numbers_given_as_python_values_convert_like_float64() -> None:
+    # integers too large for int64 (a CSV cell read with int()) are out of range, not an error
+    micros, status = convert_epochs([1_763_000_000_123, 10**20, -(10**19)], TimestampPolicy())
+    assert micros.tolist() == [1_763_000_000_123_000, 0, 0]
+    assert status.tolist() == [OK, OUT_OF_RANGE, OUT_OF_RANGE]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_no_upper_bound_still_keeps_times_that_fit_int64_microseconds(unit: str) -> None:
+    # without --max_event_time an event time must still fit an int64 of µs (2^63 µs ≈ year 294,247):
+    # 5e18 and 1e19 µs, in the forced unit, are beyond any time a sender meant
+    scale = UNIT_FACTORS[unit]
+    assert convert([5e18 / scale, 1e19 / scale], TimestampPolicy(unit=unit)) == ([0, 0], [OUT_OF_RANGE] * 2)
+
+
+def test_huge_and_non_finite_values_raise_no_numpy_warning() -> None:
+    # a batch of hostile numbers is data, not a reason for the workers' logs to fill with RuntimeWarnings
+    hostile = [1e308, -1e308, np.inf, -np.inf, np.nan, 1.7e300]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for policy in (TimestampPolicy(), TimestampPolicy(unit="s"), TimestampPolicy(unit="us")):
+            _, status = convert(hostile, policy)
+            assert status == [OUT_OF_RANGE, OUT_OF_RANGE, NOT_FINITE, NOT_FINITE, MISSING, OUT_OF_RANGE]

@@ -220,10 +220,23 @@ def test_normalize_urls_empty_and_all_null(values: list) -> None:
         ("https://a@b@host:abc/x", "https://host:abc/x"),  # several @: the last one ends the user info
         ("mailto:Someone@Example.com", "mailto:Someone@Example.com"),  # no authority: not user info
         ("https://host/path@x", "https://host/path@x"),
+        # what is left once the user info is gone is a URL like any other: canonical, so normalizing twice
+        # changes nothing
+        ("http:@//x\t", "http://x/"),
+        ("https:jane@//Host.Example:443/p?q", "https://host.example/p"),
+        # where the authority starts and ends (WHATWG): after any run of `/` and `\\` for the special schemes
+        ("https:Xjane@host/x", "https:host/x"),
+        ("https:/jane@host/x", "https:/host/x"),
+        # … up to the first `/` (or `\\`, special schemes only): an `@` after it is in the path
+        ("https://jane@host:abc/p@q/r", "https://host:abc/p@q/r"),
+        ("app://jane@host/p@q/r", "app://host/p@q/r"),
+        ("https://host\\p@x:abc/", "https://host\\p@x:abc/"),
+        ("app://ja\\ne@host/x", "app://host/x"),
     ],
 )
 def test_user_info_is_dropped_from_malformed_and_non_web_urls(url: str, expected: str) -> None:
     assert normalize_url(url) == expected
+    assert normalize_url(expected) == expected
 
 
 _SPECIAL = ("http", "https", "ws", "wss", "ftp", "file")
@@ -285,6 +298,10 @@ def test_user_info_never_survives(url: str) -> None:
         ("https://ẞ.example/", "https://xn--zca.example/"),
         ("https://🙂.example/", "https://xn--938h.example/"),  # IDNA 2008 refuses emoji; browsers still encode
         ("https://ｅｘａｍｐｌｅ.com/", "https://example.com/"),  # full-width letters mapped
+        ("https://ñ_x.example/", "https://xn--_x-yja.example/"),  # no STD3 rules: `_` allowed, as in browsers
+        ("http://./x", "http://./x"),  # a host of a single dot is kept, not emptied
+        # a code point UTS #46 refuses: the lower-cased Unicode host, without its trailing dot
+        ("https://.Éa\u0378./p", "https://.éa\u0378/p"),
     ],
 )
 def test_hosts_are_mapped_by_uts46(url: str, expected: str) -> None:

@@ -41,7 +41,8 @@ def to_micros(dt: datetime) -> int:
 
 def parse_instant(text: str) -> int:
     """An ISO-8601 instant (``2026-01-31``, ``2026-01-31T12:00:00Z``…) as UTC microseconds."""
-    return to_micros(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    # upper(): RFC 3339 allows a lower-case `z` (and `t`), which fromisoformat refuses
+    return to_micros(datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00")))
 
 
 def convert_epochs(values: np.ndarray, policy: TimestampPolicy) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,13 @@ def _drop_userinfo(text: str) -> str:
     return text if at < 0 else clean[:start] + clean[at + 1:]
 
 
+def _without_userinfo(text: str) -> str:
+    """``_drop_userinfo``, and when that leaves a URL that reads differently (`http:@//x` gives
+    `http://x`), that URL's canonical form: normalizing a normalized URL changes nothing."""
+    dropped = _drop_userinfo(text)
+    return dropped if dropped == text else normalize_url(dropped)
+
+
 def _ascii_label(label: str) -> str:
     if label.isascii():
         return label
@@ -102,12 +109,12 @@ def normalize_url(url: str) -> str:
             if not parts.scheme or stripped[: len(parts.scheme)].lower() != scheme:
                 # no scheme, or urlsplit found it only after dropping control characters or tabs:
                 # splicing its length onto the raw text would corrupt it
-                return _drop_userinfo(stripped)
-            return _drop_userinfo(scheme + stripped[len(parts.scheme):])
+                return _without_userinfo(stripped)
+            return _without_userinfo(scheme + stripped[len(parts.scheme):])
         host = parts.hostname or ""
         port = parts.port  # raises ValueError on a non-numeric or out-of-range port
     except ValueError:  # a bad port, a malformed IPv6 literal: kept as sent, but never its credentials
-        return _drop_userinfo(stripped)
+        return _without_userinfo(stripped)
     # user:password@ is dropped with the query: credentials never reach the table
     host = _canonical_host(host)
     if ":" in host:  # IPv6 literal
