@@ -164,12 +164,15 @@ class PubSubEmulator:
     env: dict
     project: str = "test-project"
 
-    def topic_and_subscription(self, name: str) -> tuple[str, str]:
+    def topic_and_subscription(self, name: str, ack_deadline: int = 10) -> tuple[str, str]:
+        """A topic and its subscription. ``ack_deadline``: how long a message pulled and not acknowledged
+        stays away (the emulator takes less than real Pub/Sub's minimum of 10 s: tests that wait for a
+        killed import's messages to come back set a few seconds)."""
         from pipeline.publish import ensure_topic_and_subscription
 
         topic = f"projects/{self.project}/topics/{name}"
         subscription = f"projects/{self.project}/subscriptions/{name}-import"
-        ensure_topic_and_subscription(topic, subscription, ack_deadline=10)
+        ensure_topic_and_subscription(topic, subscription, ack_deadline=ack_deadline)
         return topic, subscription
 
 

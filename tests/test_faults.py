@@ -82,13 +82,17 @@ def assert_staging_harmless(emulator, table: str) -> None:
             assert expires <= datetime.now(UTC) + timedelta(days=1, minutes=5)
 
 
-def assert_rerun_lands_exactly(capsys, emulator, table: str, export: Path, already: int) -> None:
+def assert_rerun_lands_exactly(capsys, emulator, table: str, export: Path, already: int) -> float:
+    """Re-runs the import without faults and checks the target; returns how long that clean run took."""
+    started = time.monotonic()
     code, out, err = run_cli(capsys, import_args(emulator.endpoint, table, export))
+    took = time.monotonic() - started
     assert code == 0, err
     assert f"already present:       {already}" in out if already else "already present" not in out
     ids = event_ids(emulator, table)
     assert ids == EXPECTED, "after a re-run: every event once, none lost, none doubled"
     assert_staging_harmless(emulator, table)
+    return took
 
 
 # --- HTTP faults through the proxy -------------------------------------------------------------------
@@ -149,10 +153,13 @@ def test_a_lasting_fault_fails_cleanly_and_a_rerun_completes(make_faults, landed
     assert code == 3, err
     assert FAILED in err and "run the same import again" in err
     assert "Traceback" not in err
-    assert took < 25, f"a lasting fault must fail within the retry deadline, took {took:.0f} s"
     # the write is one transaction: none or all of the run's rows
     assert len(event_ids(bigquery_emulator, table)) == landed
-    assert_rerun_lands_exactly(capsys, bigquery_emulator, table, export, already=landed)
+    clean = assert_rerun_lands_exactly(capsys, bigquery_emulator, table, export, already=landed)
+    # measured against the same import without the fault, on this machine now (a busy machine slows both):
+    # what the fault adds is the retry deadline and its last attempt, not the client's 600 s of retries
+    assert took - clean < 25, f"a lasting fault must fail within the retry deadline, took {took:.0f} s " \
+                              f"against {clean:.0f} s without it"
 
 
 def test_a_staging_table_that_cannot_be_dropped_does_not_fail_the_run(bigquery_emulator, dataset, export, capsys):

@@ -20,7 +20,12 @@ from transforms.bq_tables import query
 pytestmark = pytest.mark.emulator
 
 
-def stream_args(bq, subscription: str, table: str, idle: float = 3) -> list[str]:
+ACK_DEADLINE = 4
+"""Seconds before a message a killed import pulled comes back (the subscription's ack deadline, as short as
+a batch's landing allows): a restarted import waits a little longer than that, idle, for them."""
+
+
+def stream_args(bq, subscription: str, table: str, idle: float = 2) -> list[str]:
     return ["--input_subscription", subscription, "--output_table", table, "--bigquery_endpoint", bq.endpoint,
             "--stop_after_idle_seconds", str(idle), "--merge_interval_seconds", "2"]
 
@@ -75,7 +80,7 @@ def test_messages_land_once_each_with_exact_times_and_every_record_accounted_for
 
 
 def test_killed_mid_way_and_restarted_loses_nothing_and_doubles_nothing(pubsub_emulator, bigquery_emulator):
-    topic, subscription = pubsub_emulator.topic_and_subscription("restart")
+    topic, subscription = pubsub_emulator.topic_and_subscription("restart", ack_deadline=ACK_DEADLINE)
     table = "local-project.stream_restart.events"
     n = 3000
     publish_lines(topic, [orjson.dumps(envelope(i)) for i in range(n)])
@@ -87,7 +92,7 @@ def test_killed_mid_way_and_restarted_loses_nothing_and_doubles_nothing(pubsub_e
     deadline = time.monotonic() + 120
     landed = 0
     while time.monotonic() < deadline and not 0 < landed < n:
-        time.sleep(0.5)
+        time.sleep(0.1)
         try:
             landed = query(bigquery_emulator.session(), f"SELECT COUNT(*) AS n FROM {landing.sql}")[0]["n"]
         except Exception:  # the landing table is created by the run: not there yet
@@ -95,8 +100,8 @@ def test_killed_mid_way_and_restarted_loses_nothing_and_doubles_nothing(pubsub_e
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert 0 < landed < n, "the run must be killed mid-way"
-    # unacknowledged messages come back after the ack deadline (10 s): wait longer than that for them
-    code, report = run(stream_args(bigquery_emulator, subscription, table, idle=15))
+    # unacknowledged messages come back after the ack deadline: wait longer than that for them
+    code, report = run(stream_args(bigquery_emulator, subscription, table, idle=ACK_DEADLINE + 3))
     assert code == 0
     assert event_ids(bigquery_emulator, table) == sorted(envelope(i)["eventId"] for i in range(n))
     assert report["total"]["balanced"]
@@ -118,7 +123,7 @@ def test_dataflow_reader_lands_messages_and_the_merge_moves_them(pubsub_emulator
     try:
         # a batch's rows land before its dead letters (which first look up the redelivered ones): wait for both
         while (landed < 30 or dead_letters < 1) and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.2)
             try:
                 landed = query(bigquery_emulator.session(), f"SELECT COUNT(*) AS n FROM {landing.sql}")[0]["n"]
                 dead_letters = query(bigquery_emulator.session(), "SELECT COUNT(*) AS n FROM "

@@ -18,7 +18,7 @@ from pipeline.launcher import run
 from pipeline.publish import publish_lines
 from tests.conftest import ROOT
 from tests.factory import envelope
-from tests.test_pubsub import event_ids, stream_args
+from tests.test_pubsub import ACK_DEADLINE, event_ids, stream_args
 from transforms.bq_client import TableRef
 from transforms.bq_tables import query
 
@@ -68,7 +68,7 @@ def test_ctrl_c_ends_with_a_balanced_report_and_exit_0_and_the_next_run_imports_
         pubsub_emulator, bigquery_emulator, tmp_path):
     topic, subscription = pubsub_emulator.topic_and_subscription("ctrlc")
     table = "local-project.stream_ctrlc.events"
-    n, every = 3000, 50
+    n, every = 1500, 50  # enough batches of 100 that the Ctrl-C falls mid-way
     lines = _messages(n, every)
     publish_lines(topic, lines)
     report_path, log_path = tmp_path / "report.json", tmp_path / "import.log"
@@ -96,7 +96,7 @@ def test_ctrl_c_ends_with_a_balanced_report_and_exit_0_and_the_next_run_imports_
     records = n + 3 * len(range(0, n, every))  # an event, or a broken line and an array of two
     assert 0 < t["read"] - t["returned_unacked"] < records, "stopped mid-way"
     # what was pulled and not landed went back at once: the next run gets it without waiting
-    code, second = run(stream_args(bigquery_emulator, subscription, table, idle=3))
+    code, second = run(stream_args(bigquery_emulator, subscription, table, idle=2))
     assert code == 0 and second["total"]["balanced"]
     assert event_ids(bigquery_emulator, table) == sorted(
         envelope(i)["eventId"] for i in [*range(n), *(1_000_000 + j for j in range(0, n, every))])
@@ -147,7 +147,7 @@ class AckGate:
 
 
 def test_kill_9_after_landing_and_a_restart_store_each_dead_letter_once(pubsub_emulator, own_emulator):
-    topic, subscription = pubsub_emulator.topic_and_subscription("kill9")
+    topic, subscription = pubsub_emulator.topic_and_subscription("kill9", ack_deadline=ACK_DEADLINE)
     table = "local-project.stream_kill9.events"
     n, every = 400, 10
     publish_lines(topic, _messages(n, every))
@@ -172,8 +172,8 @@ def test_kill_9_after_landing_and_a_restart_store_each_dead_letter_once(pubsub_e
     # when it restarts: what makes a dead letter be stored once must not be the insertId
     own_emulator.stop()
     own_emulator.start()
-    # the landed messages come back once their ack deadline (10 s) has passed: idle longer than that
-    code, report = run(stream_args(own_emulator, subscription, table, idle=12))
+    # the landed messages come back once their ack deadline has passed: idle longer than that
+    code, report = run(stream_args(own_emulator, subscription, table, idle=ACK_DEADLINE + 3))
     assert code == 0 and report["total"]["balanced"], report["problems"]
     keys = _dead_letter_keys(own_emulator, table)
     assert sum(keys.values()) == len(keys) == 2 * len(range(0, n, every)), [k for k, c in keys.items() if c > 1][:5]
