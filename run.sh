@@ -18,7 +18,8 @@
 #   ./run.sh template-build  build the Flex Template image + spec (IMAGE=… TEMPLATE_PATH=… PROJECT=…)
 #   ./run.sh template-run FLAGS…   start a job from the Flex Template (docs/dataflow.md)
 #   ./run.sh stop            stop the services run.sh started (by their PIDs)
-#   ./run.sh test [ARGS…]    set up and run the whole test suite on 2 workers (TEST_WORKERS=N; ARGS go to pytest)
+#   ./run.sh test [ARGS…]    set up and run the whole test suite on 4 workers (TEST_WORKERS=N; ARGS go to pytest;
+#                            --fast: only the pure-function tests, in seconds)
 #   ./run.sh bench [ARGS…]   run the benchmark (bench/run_bench.py)
 #   ./run.sh mutate [MODULE…]   mutation testing of the pure modules against their unit tests (docs/mutation.md)
 #   ./run.sh setup           only set up the venvs (Python 3.11, 3.12 or 3.13; PYTHON=… to choose)
@@ -249,8 +250,11 @@ case "$cmd" in
         echo "no Chromium (apt-get install chromium): the HTML report's browser tests are skipped" >&2
     fi
     set +e
-    # two workers (one emulator each), whole files per worker: the suite's emulator tests wait on I/O
-    py -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+    # four workers on two cores (one emulator each): the emulator tests mostly wait (on the emulators, idle
+    # stops, retries); --by-cost (tests/conftest.py) splits the independent files test by test and starts
+    # the longest first. --fast: the pure-function tests only, on two workers
+    workers=4; case " $* " in *" --fast "*) workers=2 ;; esac
+    py -m pytest -n "${TEST_WORKERS:-$workers}" --dist loadfile --by-cost "$@"
     code=$?
     set -e
     exit $code
