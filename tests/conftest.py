@@ -309,6 +309,7 @@ SLOW_ELSEWHERE = (
     "tests/test_template.py::test_gcloud_accepts", "tests/test_schedule.py::test_the_environment",
     "tests/test_template.py::test_submit", "tests/test_template.py::test_template_",
     "tests/test_fuzz.py", "tests/test_element_failures.py", "tests/test_gaps.py::test_any_history",
+    "tests/test_disk_full.py",
 )
 SPLIT_FILES = {
     # files whose tests are independent of each other (a dataset, topic or emulator of their own, no
@@ -335,10 +336,6 @@ def pytest_addoption(parser) -> None:
                      help="with -n N --dist loadfile: the files of tests/conftest.py's SPLIT_FILES go to the "
                           "workers test by test, and the longest work goes first (durations measured by earlier "
                           "runs, in .pytest_cache)")
-
-
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "slow: starts processes or pipelines; left out by --fast")
 
 
 def is_fast(item) -> bool:
