@@ -612,3 +612,48 @@ def test_unknown_extension_raises(name: str) -> None:
 def test_forced_format_wins() -> None:
     assert format_of("x.txt", "ndjson") == "ndjson"
     assert format_of("x.csv", "json") == "json"
+
+
+# --- files that are something else than their name says (adversarial pass of issue 15) ------------------------
+@pytest.mark.parametrize(("data", "says"), [
+    ("\ufeff{}\n".encode("utf-16-le"), "UTF-16 text"), ("\ufeff{}\n".encode("utf-16-be"), "UTF-16 text"),
+    ("{}\n".encode("utf-32"), "UTF-32 text"), (gzip.compress(b"{}\n"), "name it with .gz"),
+    (zstandard.ZstdCompressor().compress(b"{}\n"), "name it with .zst"), (bz2.compress(b"{}\n"), "name it with .bz2"),
+    (b"PAR1\x15\x04", "a Parquet file"),
+])
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_a_json_file_that_is_something_else_is_one_file_problem(tmp_path, data, says, fmt):
+    path = tmp_path / f"export.{fmt}"
+    path.write_bytes(data * 50)
+    items = list(read_task(ReadTask(str(path), fmt, "none", path.stat().st_size), CTX, ReadLimits()))
+    assert [type(i) for i in items] == [FileError]
+    assert items[0].message.startswith("not JSON: the file is") and says in items[0].message
+    # a later byte range of the same file says nothing more (the first range reported it)
+    later = ReadTask(str(path), fmt, "none", path.stat().st_size, 10, path.stat().st_size, 1, 2)
+    assert list(read_task(later, CTX, ReadLimits())) == []
+
+
+def test_a_utf8_bom_and_text_starting_like_magic_are_still_read(tmp_path):
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps({"a": 1}) + b"\nBZh9 not bzip2\n")
+    items = list(read_task(ReadTask(str(path), "ndjson", "none", path.stat().st_size), CTX, ReadLimits()))
+    assert not [i for i in items if isinstance(i, FileError)]
+    assert sum(len(i.lines) for i in items if isinstance(i, LineBatch)) == 2
+
+
+def test_duplicate_envelope_columns_are_a_file_problem(tmp_path):
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text("eventId,key,eventId,extra,extra\n1,2,3,4,5\n")
+    table = pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"]), pa.array(["c"])], names=["v", "url", "v"])
+    pq.write_table(table, tmp_path / "a.parquet")
+    for path, fmt, name in ((csv_path, "csv", "eventId"), (tmp_path / "a.parquet", "parquet", "v")):
+        items = list(read_task(ReadTask(str(path), fmt, "none", path.stat().st_size), CTX, ReadLimits()))
+        assert [type(i) for i in items] == [FileError] and name in items[0].message.replace(":", " ").split()
+
+
+def test_a_folder_given_as_input_says_to_give_its_files(tmp_path):
+    (tmp_path / "exports.ndjson").mkdir()
+    with pytest.raises(InputError, match=r"is a folder .*give the files in it, e.g. --input '.*exports.ndjson/\*'"):
+        expand_patterns([str(tmp_path / "exports.ndjson")])
+    (tmp_path / "b.ndjson").write_bytes(b"{}\n")  # a glob matching a folder and a file: the file
+    assert [Path(u).name for u, _ in expand_patterns([str(tmp_path / "*")])] == ["b.ndjson"]

@@ -276,6 +276,29 @@ def read_json_document(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -
 
 
 NOT_JSON = "not JSON"
+_MAGIC = (  # (first bytes, what the file is, what to do); UTF-32 before UTF-16, whose mark it starts with
+    (b"\xff\xfe\x00\x00", "UTF-32 text", "convert it to UTF-8 (iconv -f UTF-32 -t UTF-8)"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text", "convert it to UTF-8 (iconv -f UTF-32 -t UTF-8)"),
+    (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"),
+    (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"),
+    (b"\x1f\x8b", "gzip-compressed", "name it with .gz at the end"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "name it with .zst at the end"),
+    (b"PAR1", "a Parquet file", "name it .parquet or give --input_format parquet"),
+)
+
+
+def wrong_kind(task: ReadTask) -> str | None:
+    """A ``FileError`` message for a JSON file that is something else by its first bytes (UTF-16 or
+    UTF-32 text, a compressed file without its extension, Parquet): read as UTF-8 lines it would be a
+    dead letter per line, none of them of use."""
+    with open_source(task.uri, "none") as f:
+        head = f.read(10)
+    if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        return f"{NOT_JSON}: the file is bzip2-compressed: name it with .bz2 at the end"
+    for magic, kind, todo in _MAGIC:
+        if head.startswith(magic):
+            return f"{NOT_JSON}: the file is {kind} (its first bytes are {magic.hex(' ')}): {todo}"
+    return None
 """How a ``.json`` file that is neither a document nor NDJSON starts its ``FileError`` message (the
 launcher gives such a file its own exit code)."""
 
@@ -392,6 +415,12 @@ def read_task(task: ReadTask, ctx: ImportContext, limits: ReadLimits, first_line
     ticker = progress.ReadTicker(task.uri, task.split_index, task.start,
                                  task.size if task.end is None else min(task.end, task.size))
     try:
+        problem = wrong_kind(task) if task.format in ("ndjson", "json") and task.compression == "none" else None
+        if problem:  # a file problem, said once (by the task of the file's start), not a dead letter per line
+            if task.start == 0:
+                yield FileError(task.uri, problem)
+            ticker.done()
+            return
         for item in readers[task.format]():
             if isinstance(item, (LineBatch, RecordBatch)):
                 ticker.tick(len(item.lines) if isinstance(item, LineBatch) else len(item))

@@ -11,7 +11,7 @@ import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms.payloads import MAX_STORED_BYTES, payload_path, write_payload
-from transforms.read_types import READ_ERRORS, Count, ReadLimits
+from transforms.read_types import READ_ERRORS, Count, FileError, ReadLimits, duplicated_fields
 from transforms.records import ImportContext, RecordBatch, dead_letter, reason
 from transforms.sources import ReadTask, open_source
 
@@ -95,6 +95,10 @@ def read_csv(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iterator
         reader = csv.reader(lines)
         header = next(reader, None)
         if header is None:
+            return
+        twice = duplicated_fields(header)
+        if twice:  # which cell is the value? the file's problem, not a guess per row
+            yield FileError(task.uri, f"the CSV header names {twice} more than once: keep one column of each")
             return
         lines.take(0)
         batch = RecordBatch(task.uri)

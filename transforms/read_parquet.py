@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.envelope import ENVELOPE, NUMBER
-from transforms.read_types import ReadLimits
+from transforms.read_types import FileError, ReadLimits, duplicated_fields
 from transforms.records import ImportContext, RecordBatch, compact_json
 from transforms.sources import ReadTask, open_source
 
@@ -154,6 +154,10 @@ def read_parquet(task: ReadTask, ctx: ImportContext, limits: ReadLimits) -> Iter
         return
     with open_source(task.uri, "none") as f:
         parquet = pq.ParquetFile(f)
+        twice = duplicated_fields(parquet.schema_arrow.names)
+        if twice:  # which column is the value? the file's problem, not a guess per row
+            yield FileError(task.uri, f"the Parquet file has more than one column named {twice}: keep one of each")
+            return
         row_no = 1
         for arrow_batch in parquet.iter_batches(batch_size=limits.batch_size):
             names = arrow_batch.schema.names

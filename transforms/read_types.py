@@ -33,3 +33,12 @@ class Count:
     uri: str
     metric: str
     n: int = 1
+
+
+def duplicated_fields(names: list[str]) -> str | None:
+    """The envelope fields a CSV header or Parquet schema names more than once (a reader would keep
+    either column's value silently), as text; None when there is none."""
+    from schemas.envelope import ENVELOPE_BY_NAME
+
+    twice = sorted({n for n in names if n in ENVELOPE_BY_NAME and names.count(n) > 1})
+    return ", ".join(twice) or None

@@ -12,6 +12,7 @@ import bz2
 import glob
 import gzip
 import io
+import os
 import zlib
 from dataclasses import dataclass
 
@@ -90,12 +91,20 @@ def expand_patterns(patterns: list[str]) -> list[tuple[str, int]]:
     patterns = [glob.escape(p) if _has_magic(p) and FileSystems.exists(p) else p for p in patterns]
     results = FileSystems.match(list(patterns))
     for pattern, result in zip(patterns, results):
-        files = [m for m in result.metadata_list if not m.path.endswith("/")]
+        files = [m for m in result.metadata_list if not m.path.endswith("/") and not _local_folder(m.path)]
         if not files:
+            folders = [m.path for m in result.metadata_list if _local_folder(m.path)]
+            if folders:
+                raise InputError(f"--input {pattern!r} is a folder ({folders[0]}), not a file: give the files in "
+                                 f"it, e.g. --input '{folders[0].rstrip('/')}/*'")
             raise InputError(f"--input {pattern!r} matches no file")
         for meta in files:
             found[meta.path] = meta.size_in_bytes
     return sorted(found.items())
+
+
+def _local_folder(path: str) -> bool:
+    return FileSystems.get_scheme(path) is None and os.path.isdir(path)
 
 
 def _has_magic(pattern: str) -> bool:

@@ -953,6 +953,29 @@ def _long_lines_kept_whole() -> tuple[bytes, Expect]:
     return ndjson([big, bad_utf8, array, dumps(env("lk", 300))]), x
 
 
+@case("utf16_export.ndjson")
+def _utf16_export() -> tuple[bytes, Expect]:
+    x = Expect("an export saved as UTF-16 (Windows tools): one file problem saying what it is and how to "
+               "convert it, not a dead letter per line; exit 4 (no usable record)", file_errors=True, exit_code=4)
+    text = ndjson([dumps(env("u16", i)) for i in range(3)]).decode()
+    return "\ufeff".encode("utf-16-le") + text.encode("utf-16-le"), x
+
+
+@case("gzip_without_extension.ndjson")
+def _gzip_without_extension() -> tuple[bytes, Expect]:
+    x = Expect("a gzip file named .ndjson: one file problem that says to name it .gz, not a dead letter per "
+               "line of compressed bytes; exit 4", file_errors=True, exit_code=4)
+    return gzip.compress(ndjson([dumps(env("gz", i)) for i in range(3)]), mtime=0), x
+
+
+@case("csv_duplicate_header.csv")
+def _csv_duplicate_header() -> tuple[bytes, Expect]:
+    x = Expect("a CSV header naming eventId twice: which column is the id? The file is reported, not read by "
+               "a silent guess; exit 1", file_errors=True, exit_code=1)
+    return (f"key,tmpId,eventId,eventId,name,url,v,timestamp\n{KEY},t,dh-1,dh-2,page_view,https://x/,1,"
+            f"{BASE_MS}\n").encode(), x
+
+
 def build_corpus(folder: Path) -> dict[str, dict]:
     """Write every case's file into ``folder`` and ``manifest.json``; returns {file name: expected}."""
     folder.mkdir(parents=True, exist_ok=True)
