@@ -16,6 +16,7 @@ read_replay``). Redacted dead letters hold no payload and are skipped (and count
 from __future__ import annotations
 
 import base64
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +38,11 @@ def payload(dead: dict) -> bytes | None:
     """The exact bytes of a dead letter's record, or None when it was redacted. A payload too large for
     its row is read whole from where the import stored it (``raw_payload_uri``, ``transforms.payloads``)."""
     if dead.get("raw_payload_uri"):
+        if not re.fullmatch(r"[0-9a-f]{40}\.payload", dead["raw_payload_uri"].rsplit("/", 1)[-1]):
+            # only a file the import wrote (transforms.payloads): a dead letter edited to name another file
+            # must not make a replay read it into the tables
+            raise ValueError(f"raw_payload_uri {dead['raw_payload_uri']!r} does not name a payload file the "
+                             f"import wrote (HEX40.payload)")
         try:
             with FileSystems.open(dead["raw_payload_uri"], compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 return f.read()

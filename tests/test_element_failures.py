@@ -336,3 +336,19 @@ def test_a_payload_larger_than_any_bigquery_row_is_not_stored(tmp_path):
     got = list(read_module._split_lines(io.BytesIO(b"a" * 40 + b"\n" + b"b" * 80 + b"\nc"), 0, None, 10, spill))
     assert [(length, stored is not None) for _, length, stored in got] == [(40, True), (80, False), (1, False)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.payload"]
+
+
+def test_two_payloads_of_one_origin_are_stored_apart(tmp_path):
+    """A replay can reject two edited versions of one record (same file, line and index): named by their
+    content, neither overwrites the other."""
+    from transforms.payloads import bound_payloads
+
+    base = {"run_id": "r", "source_uri": "f", "source_line": 3, "source_index": None, "source_message_id": None,
+            "raw_payload_base64": None, "raw_bytes": 0}
+    first, second = ({**base, "raw_payload": c * 3000} for c in "ab")
+    stored = bound_payloads([first, second], str(tmp_path), limit=1000)
+    assert len({d["raw_payload_uri"] for d in stored}) == 2
+    for d, c in zip(stored, "ab"):
+        with open(d["raw_payload_uri"], "rb") as f:
+            assert f.read() == c.encode() * 3000
+        assert len(d["raw_payload"]) == 1000 and d["raw_bytes"] == 3000

@@ -152,10 +152,24 @@ def test_without_a_payloads_folder_a_large_payload_is_only_cut(tmp_path):
 
 def test_a_payload_file_that_is_gone_is_named_not_a_traceback(tmp_path, capsys):
     dead = tmp_path / "dead.ndjson"
+    gone = tmp_path / f"{'0' * 40}.payload"
     dead.write_bytes(orjson.dumps({"run_id": "r", "raw_payload": "{", "raw_payload_base64": "ew==",
-                                   "raw_payload_uri": str(tmp_path / "gone.payload"), "source_uri": "f"}) + b"\n")
+                                   "raw_payload_uri": str(gone), "source_uri": "f"}) + b"\n")
     assert replay(["--dead_letters", str(dead), "--output_dir", str(tmp_path / "out")]) == 2
-    assert "gone.payload, which cannot be read" in capsys.readouterr().err
+    assert f"{gone}, which cannot be read" in capsys.readouterr().err
+
+
+def test_a_dead_letter_naming_another_file_is_not_followed(tmp_path, capsys):
+    """A dead letter edited (or a table row written) to name any file must not make a replay read that
+    file into the tables."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"password": "hunter2"}')
+    dead = tmp_path / "dead.ndjson"
+    dead.write_bytes(orjson.dumps({"run_id": "r", "raw_payload": "{", "raw_payload_uri": str(secret),
+                                   "source_uri": "f"}) + b"\n")
+    assert replay(["--dead_letters", str(dead), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "does not name a payload file the import wrote" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_3_mib_payload_replays_from_the_table(bigquery_emulator, tmp_path):

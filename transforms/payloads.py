@@ -7,8 +7,9 @@ to a file under the payloads folder (``--dead_letter_payloads``; ``OUTPUT_DIR/de
 with the file sink), local or ``gs://``, and the dead letter names it in ``raw_payload_uri``:
 ``./run.sh replay`` reads the payload from there. Without a folder the payload is only cut.
 
-File names are derived from the record's origin (source, line, index, message id), so a retried
-bundle writes the same file again rather than a second one.
+A payload held whole in memory is named by its content (SHA-256): two dead letters never share a file
+unless they hold the same bytes, and a retried bundle writes the same file again rather than a second
+one. A line written while it is read is named by its file and byte offset.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def payload_path(folder: str, run_id: str, origin: object) -> str:
     return FileSystems.join(folder, run_id, f"{digest}.payload")
 
 
-def _origin(dead: dict) -> list:
-    return [dead["source_uri"], dead.get("source_line"), dead.get("source_index"), dead.get("source_message_id")]
+def store_whole(folder: str, run_id: str, payload: bytes) -> str:
+    """Write a payload held in memory (at most ``MAX_STORED_BYTES``) under its content's name."""
+    path = payload_path(folder, run_id, ["sha256", hashlib.sha256(payload).hexdigest()])
+    write_payload(path, [payload])
+    return path
 
 
 def exact_bytes(dead: dict) -> bytes:
@@ -97,9 +101,7 @@ def keep_whole(dead: dict, payload: bytes, folder: str | None, run_id: str, limi
         return dead
     out = cut(dead, payload, limit)
     if folder and not dead.get("raw_payload_uri") and len(payload) <= MAX_STORED_BYTES:
-        path = payload_path(folder, run_id, _origin(dead))
-        write_payload(path, [payload])
-        out["raw_payload_uri"] = path
+        out["raw_payload_uri"] = store_whole(folder, run_id, payload)
     return out
 
 

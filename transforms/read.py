@@ -19,7 +19,7 @@ import orjson
 from schemas.envelope import PARSE_REASONS, READ_REASONS
 from transforms import progress
 from transforms.parse import parse_elements, parse_lines, split_json_array
-from transforms.payloads import MAX_STORED_BYTES, PayloadSpill, exact_bytes, keep_whole, payload_path, write_payload
+from transforms.payloads import MAX_STORED_BYTES, PayloadSpill, exact_bytes, keep_whole, payload_path, store_whole
 from transforms.read_csv import read_csv
 from transforms.read_parquet import read_parquet
 from transforms.read_types import READ_ERRORS, Count, FileError, ReadLimits
@@ -378,8 +378,7 @@ def _replayed(entries: list[tuple], uri: str, origin: dict | None, ctx: ImportCo
         if len(payload) > limits.max_line_bytes:
             stored = None
             if limits.payload_dir and len(payload) <= MAX_STORED_BYTES:  # whole here: stored again
-                stored = payload_path(limits.payload_dir, ctx.run_id, [uri, "replayed", line, index])
-                write_payload(stored, [payload])
+                stored = store_whole(limits.payload_dir, ctx.run_id, payload)
             dead = [dead_letter(
                 ctx, "read", [reason("read:line_too_long", f"{READ_REASONS['read:line_too_long']} "
                                      f"({len(payload)} > {limits.max_line_bytes} bytes); {_cut_note(stored)}.")],

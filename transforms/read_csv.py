@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 
 from schemas.envelope import PARSE_REASONS, READ_REASONS
-from transforms.payloads import MAX_STORED_BYTES, payload_path, write_payload
+from transforms.payloads import MAX_STORED_BYTES, store_whole
 from transforms.read_types import READ_ERRORS, Count, FileError, ReadLimits, duplicated_fields
 from transforms.records import ImportContext, RecordBatch, dead_letter, reason
 from transforms.sources import ReadTask, open_source
@@ -69,8 +69,7 @@ def _csv_too_long(ctx: ImportContext, uri: str, lines: _PhysicalLines, text: str
                   limits: ReadLimits) -> dict:
     stored = None
     if limits.payload_dir and lines.whole is not None and size <= MAX_STORED_BYTES:  # whole in memory: stored
-        stored = payload_path(limits.payload_dir, ctx.run_id, [uri, "line", line])
-        write_payload(stored, [lines.whole.encode("utf-8", "surrogateescape")])
+        stored = store_whole(limits.payload_dir, ctx.run_id, lines.whole.encode("utf-8", "surrogateescape"))
     kept = "payload cut to the limit here, kept whole in raw_payload_uri" if stored else "payload cut to the limit"
     message = f"{READ_REASONS['read:line_too_long']} ({size} > {limits.max_line_bytes} characters); {kept}."
     dead = dead_letter(ctx, "read", [reason("read:line_too_long", message)],
