@@ -105,6 +105,19 @@ def check_output_paths(checked: CheckedOptions) -> None:
             except OSError as err:
                 raise ValueError(f"--output_dir {out} cannot be written ({err.strerror or err}): give a folder "
                                  f"the import can write to") from err
+    payloads = checked.dead_letter_payloads
+    # given by its flag (the default lies in --output_dir, checked above); else the first over-long line
+    # would fail its file's read
+    if payloads and "://" not in payloads and not payloads.startswith(checked.output_dir or "\0"):
+        if os.path.exists(payloads) and not os.path.isdir(payloads):
+            raise ValueError(f"--dead_letter_payloads {payloads} is a file, not a folder: give a folder")
+        try:
+            os.makedirs(payloads, exist_ok=True)
+            with tempfile.TemporaryFile(dir=payloads):
+                pass
+        except OSError as err:
+            raise ValueError(f"--dead_letter_payloads {payloads} cannot be written ({err.strerror or err}): give "
+                             f"a folder the import can write to") from err
 
 
 def _check_temp_location(path: str) -> None:

@@ -186,3 +186,25 @@ def test_a_3_mib_payload_replays_from_the_table(bigquery_emulator, tmp_path):
     assert replay(["--from_table", table + "_dead_letters", "--max_line_bytes", str(4 << 20), *flags]) == 0
     assert count(bigquery_emulator, table) == 2
     assert count(bigquery_emulator, table, "LENGTH(labels[SAFE_OFFSET(0)].value) = 3145728") == 1
+
+
+@pytest.mark.parametrize("where", ["a_file", "/proc/no-such-folder"])
+def test_a_payloads_folder_that_cannot_be_written_stops_the_run_first(tmp_path, capsys, where):
+    """Before: the first over-long line failed its input file's read, blamed on the input."""
+    from pipeline.launcher import main
+
+    (tmp_path / "a_file").write_text("x")
+    path = write_ndjson(tmp_path / "a.ndjson", [line(envelope(1))])
+    folder = str(tmp_path / where) if where == "a_file" else where
+    assert main(["--input", str(path), "--output_dir", str(tmp_path / "out"), "--dead_letter_payloads", folder]) == 2
+    assert f"--dead_letter_payloads {folder}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_redacted_dead_letters_and_a_payloads_folder_exclude_each_other(tmp_path, capsys):
+    from pipeline.launcher import main
+
+    path = write_ndjson(tmp_path / "a.ndjson", [line(envelope(1))])
+    assert main(["--input", str(path), "--output_dir", str(tmp_path / "out"), "--redact_dead_letters",
+                 "--dead_letter_payloads", str(tmp_path / "p")]) == 2
+    assert "--redact_dead_letters keeps none" in capsys.readouterr().err
