@@ -75,10 +75,12 @@ def _split_lines(f, start: int, end: int | None, max_line: int,
     """(line, full length, where it is stored whole) for each line starting before ``end``; a line longer
     than ``max_line`` is yielded cut to ``max_line`` bytes (its full length tells) and, with ``spill``
     (which opens a payload file for the line starting at a byte offset), written whole to a payload file
-    as it is read, never held in memory whole. Trailing CR is dropped."""
+    as it is read, never held in memory whole. A trailing CR is dropped, and not counted: a CRLF line
+    of exactly ``max_line`` bytes is as good as an LF one."""
     offset = start
     pending: list[bytes] = []
     pending_len = 0
+    last = b""  # the last byte of the line so far (is it a CR?)
     writer: PayloadSpill | None = None  # the long line being read, written whole
     # read1 hands over what one underlying read decompressed, so a stream that breaks loses nothing
     # it had already decoded (a plain read(BLOCK) would raise and drop the whole block)
@@ -88,32 +90,35 @@ def _split_lines(f, start: int, end: int | None, max_line: int,
             block = read(BLOCK)
         except READ_ERRORS:
             if pending_len:  # the cut-off last line is a record too: it will fail to parse
-                yield b"".join(pending), pending_len, writer.close() if writer else None
+                yield b"".join(pending), pending_len - (last == b"\r"), writer.close() if writer else None
             raise
         if not block:
             break
         parts = block.split(b"\n")
         for part in parts[:-1]:
             length = pending_len + len(part)
+            size = length - ((part[-1:] if part else last) == b"\r")  # without the CR of a CRLF
+            last = b""
             stored = None
             if writer is not None:
                 writer.write(part)
                 stored, writer = writer.close(), None
-            elif spill is not None and length > max_line:  # a long line read whole in this block
+            elif spill is not None and size > max_line:  # pending holds all of it: at most max_line + 1 bytes
                 stored = _spill_whole(spill(offset), [*pending, part])
             if pending:
                 line = b"".join(pending) + part[: max(0, max_line + 1 - pending_len)]
                 pending, pending_len = [], 0
             else:
                 line = part
-            yield (line[:-1] if line.endswith(b"\r") else line), length, stored
+            yield (line[:-1] if line.endswith(b"\r") else line), size, stored
             offset += length + 1
             if end is not None and offset >= end:
                 return
         tail = parts[-1]
+        last = tail[-1:] or last
         if writer is not None:
             writer.write(tail)
-        elif spill is not None and pending_len + len(tail) > max_line:  # pending holds all the line so far
+        elif spill is not None and pending_len + len(tail) > max_line + 1:  # pending holds all the line so far
             writer = spill(offset)
             for chunk in (*pending, tail):
                 writer.write(chunk)
@@ -122,7 +127,11 @@ def _split_lines(f, start: int, end: int | None, max_line: int,
         pending_len += len(tail)
     if pending_len:
         line = b"".join(pending)
-        yield (line[:-1] if line.endswith(b"\r") else line), pending_len, writer.close() if writer else None
+        size = pending_len - (last == b"\r")
+        stored = writer.close() if writer else None
+        if stored is None and spill is not None and size > max_line:  # pending holds all of it
+            stored = _spill_whole(spill(offset), pending)
+        yield (line[:-1] if line.endswith(b"\r") else line), size, stored
 
 
 def _spill_whole(writer: PayloadSpill, chunks: list[bytes]) -> str:
