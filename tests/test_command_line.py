@@ -141,12 +141,24 @@ def test_unknown_arguments_are_named(argv, message):
         check_import_flags(argv)
 
 
-def _import(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "pipeline", *args, "--direct_num_workers=1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=180)
+@pytest.fixture
+def _import(capsys):
+    """``python -m pipeline ARGS``, run by the launcher's ``main`` in this process: these tests are about what
+    the launcher checks and says, and a new Python per run costs seconds of imports (the real process's
+    refusal is test_misspelled_flag_never_runs_the_import's)."""
+    from pipeline.launcher import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        argv = [*args, "--direct_num_workers=1"]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["python", "-m", "pipeline", *argv], code, out, err)
+
+    return run
 
 
-def test_output_dir_that_holds_files_is_refused_unless_overwrite(tmp_path):
+def test_output_dir_that_holds_files_is_refused_unless_overwrite(tmp_path, _import):
     """Before: a re-run into the same folder deleted the previous run's files and said nothing."""
     path = write_ndjson(tmp_path / "in.ndjson", [line(envelope(i)) for i in range(3)])
     out = tmp_path / "out"
@@ -166,7 +178,7 @@ def test_output_dir_that_holds_files_is_refused_unless_overwrite(tmp_path):
     ("folder", "is a folder: give a file name"),
     ("under a file", "cannot be written"),
 ])
-def test_bad_report_path_is_refused_before_reading(tmp_path, where, message):
+def test_bad_report_path_is_refused_before_reading(tmp_path, where, message, _import):
     """Before: a bad --report_path failed with a traceback after the rows were written."""
     path = write_ndjson(tmp_path / "in.ndjson", [line(envelope(1))])
     report = tmp_path if where == "folder" else path / "sub" / "report.json"

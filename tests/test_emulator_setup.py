@@ -72,3 +72,33 @@ def test_a_command_whose_emulator_died_says_so(tmp_path):
     assert f"error: the local BigQuery emulator (http://127.0.0.1:{port}) died while the command ran; last lines " \
            f"of {ROOT}/.emulators/bigquery-{port}.log:" in err
     assert "  | === " in err or "  | " in err, "the log's last lines follow"
+
+
+def test_the_health_check_restarts_a_dead_emulator_on_its_data(own_emulator):
+    """What the `bigquery_emulator` fixture does before each test: an emulator that died mid-suite is started
+    again on the same port and data folder, and a call to a dead one gives up after its short deadline."""
+    from google.api_core.exceptions import GoogleAPIError
+
+    from tests.conftest import ShortRetries
+    from transforms.bq_client import make_client
+
+    own_emulator.client().create_dataset("local-project.kept_across_restarts")
+    assert own_emulator.problem() is None
+    own_emulator.ensure_running()
+    assert own_emulator.restarts == [], "a healthy emulator is left alone"
+    os.kill(own_emulator.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while own_emulator.problem() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "gone" in own_emulator.problem() or "does not answer" in own_emulator.problem()
+
+    dead = ShortRetries(make_client(own_emulator.project, own_emulator.endpoint), seconds=2)
+    started = time.monotonic()
+    with pytest.raises((GoogleAPIError, OSError)):
+        list(dead.list_datasets())
+    assert time.monotonic() - started < 15, "the short deadline, not the client's 600 s of retries"
+
+    own_emulator.ensure_running()
+    assert own_emulator.problem() is None and len(own_emulator.restarts) == 1
+    names = [d.dataset_id for d in own_emulator.client().list_datasets()]
+    assert "kept_across_restarts" in names, "the same data folder"

@@ -18,13 +18,20 @@ from transforms.bq_jobs import job_id
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
-EVENTS = 100_000
+EVENTS = 100_000  # long enough to read that a signal reliably falls while the rows are being read
+WRITE_EVENTS = 20_000  # the write test waits for the write job itself: a shorter read, either side of the commit
 
 
 @pytest.fixture(scope="module")
 def big_export(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("interrupts")
     return write_ndjson(folder / "big.ndjson", [line(envelope(i)) for i in range(EVENTS)])
+
+
+@pytest.fixture(scope="module")
+def write_export(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("interrupts-write")
+    return write_ndjson(folder / "export.ndjson", [line(envelope(i)) for i in range(WRITE_EVENTS)])
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -108,9 +115,9 @@ def test_interrupt_while_reading_leaves_the_target_unchanged(bigquery_emulator, 
     assert _leftovers(bigquery_emulator, dataset, temp) == ([], [])
 
 
-def test_interrupt_during_the_write_tells_whether_it_committed(bigquery_emulator, big_export, tmp_path):
+def test_interrupt_during_the_write_tells_whether_it_committed(bigquery_emulator, write_export, tmp_path):
     dataset, run_id, temp = "interrupt_write", "write-1", tmp_path / "temp"
-    process = _start(_import_args(big_export, bigquery_emulator, dataset, run_id, temp))
+    process = _start(_import_args(write_export, bigquery_emulator, dataset, run_id, temp))
     launch = _when(lambda: _claimed_launch(bigquery_emulator, dataset, run_id), process)
     write_job = job_id(run_id, launch, "write")
     _when(lambda: _job_exists(bigquery_emulator, write_job), process)
@@ -123,7 +130,7 @@ def test_interrupt_during_the_write_tells_whether_it_committed(bigquery_emulator
                                        f"WHERE run_id = '{run_id}'")[0]["status"]
     # the line tells the truth, whichever side of the commit the signal fell on
     if status == "merged":
-        assert stored == EVENTS
+        assert stored == WRITE_EVENTS
         assert ("interrupted (Ctrl-C) during the write transaction; the write had committed: "
                 f"local-project.{dataset}.events holds this run's rows") in err
     else:
