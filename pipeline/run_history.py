@@ -203,16 +203,21 @@ def table_day_counts(target: BigQueryTarget, run_id: str, first: date, last: dat
     return {(_as_date(r["day"]), r["key"]): (int(r["n"]), int(r["ours"])) for r in rows}
 
 
-def run_day_counts(target: BigQueryTarget, run_id: str) -> tuple[dict[tuple[date, str], int], dict]:
-    """A subscription run's rows per (day, key), read back from the events table (rows carry the run
-    id), and their first and last event time. Reads the run-id, time and key columns of the table."""
+def run_day_counts(target: BigQueryTarget, landing: TableRef, run_id: str,
+                   started: datetime) -> tuple[dict[tuple[date, str], int], dict]:
+    """A subscription run's events per (day, key), read back from the landing table (its rows carry
+    the run id), and their first and last event time. Reads only the hour partitions landed since the
+    run started (the landing table is partitioned on ``landed_at``; the events table would be read
+    whole: its partitions are event days, which a subscription run does not know in advance). A
+    message delivered twice lands twice: events are counted once per ``eventId``."""
     from transforms import bq_tables
 
     bq = target.connect()
     try:
         rows = bq_tables.query(
-            bq, f"SELECT DATE(timestamp) AS day, key, COUNT(*) AS n, MIN(timestamp) AS first, MAX(timestamp) AS last "
-                f"FROM {target.events.sql} WHERE import_run_id = @run GROUP BY day, key", {"run": run_id})
+            bq, f"SELECT DATE(timestamp) AS day, key, COUNT(DISTINCT eventId) AS n, MIN(timestamp) AS first, "
+                f"MAX(timestamp) AS last FROM {landing.sql} WHERE landed_at >= @started AND import_run_id = @run "
+                f"GROUP BY day, key", {"run": run_id, "started": started})
     finally:
         bq.close()
     counts = {(_as_date(r["day"]), r["key"]): int(r["n"]) for r in rows}
@@ -302,7 +307,7 @@ def check_completeness(report: dict, ctx: RunContext) -> None:
     """``report["completeness"]`` (and ``event_time`` for a subscription) from the run's day counts."""
     checked = ctx.checked
     if checked.stream is not None:
-        imported, bounds = run_day_counts(checked.target, ctx.run_id)
+        imported, bounds = run_day_counts(checked.target, checked.stream.landing, ctx.run_id, ctx.started)
         if bounds:
             report["event_time"] = bounds
     else:
