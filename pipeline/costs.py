@@ -75,6 +75,7 @@ class RowSizes:
     event_id: float  # its eventId column
     run_id: float  # an import_run_id / run_id value
     source_uri: float
+    key: float = 26.0  # its key column (24 hex characters)
 
     @property
     def ids_lookup(self) -> float:
@@ -103,7 +104,7 @@ def measured_row_sizes() -> RowSizes:
     rows = rows.set_column(uri, rows.schema.field(uri), pa.array([PRODUCTION_URI] * rows.num_rows, pa.string()))
     per_column = bigquery_bytes(rows)
     return RowSizes(event=sum(per_column.values()), event_id=per_column["eventId"],
-                    run_id=per_column["import_run_id"], source_uri=per_column["source_uri"])
+                    run_id=per_column["import_run_id"], source_uri=per_column["source_uri"], key=per_column["key"])
 
 
 def write_statement_bytes(sizes: RowSizes, imported: int, stored: int, moved_days: int = 0) -> dict[str, float]:
@@ -123,6 +124,23 @@ def write_statement_bytes(sizes: RowSizes, imported: int, stored: int, moved_day
     }
 
 
+def run_end_bytes(sizes: RowSizes, stored: int, span_days: int = 1, runs: int = 10_000) -> dict[str, float]:
+    """Bytes the end of a run processes after the write (``pipeline.run_history``): the completeness
+    check reads ``timestamp``, ``key`` and ``import_run_id`` of the events table's days of the import
+    and ``CONTEXT_DAYS`` either side (partition-filtered); the run-history row is one INSERT whose
+    ``NOT EXISTS`` reads ``run_id`` and ``launch`` of the history table (``runs`` rows; the 10 MB
+    minimum per table applies to both)."""
+    from pipeline.run_history import CONTEXT_DAYS
+
+    per_day = stored / DAYS_OF_HISTORY if stored else 0
+    days = min(span_days + 2 * CONTEXT_DAYS, DAYS_OF_HISTORY)
+    return {
+        "completeness: the days of the import ± 4 weeks (time, key, run id)":
+            max(days * per_day * (8 + sizes.key + sizes.run_id), BIGQUERY_MIN_BYTES_PER_TABLE),
+        "run history: one row, unless the run has it": max(runs * (sizes.run_id + 10), BIGQUERY_MIN_BYTES_PER_TABLE),
+    }
+
+
 def dollars(nbytes: float) -> float:
     return nbytes / TIB * BIGQUERY_ON_DEMAND_PER_TIB
 
@@ -139,7 +157,7 @@ def statements_table(sizes: RowSizes, imported: int = 1_000_000,
                      tables: tuple[int, ...] = (10_000_000, 1_000_000_000, 10_000_000_000)) -> str:
     head = "| statement | " + " | ".join(f"table of {_count(t)} rows" for t in tables) + " |"
     lines = [head, "|---|" + "---:|" * len(tables)]
-    costs = [write_statement_bytes(sizes, imported, t, moved_days=1) for t in tables]
+    costs = [{**write_statement_bytes(sizes, imported, t, moved_days=1), **run_end_bytes(sizes, t)} for t in tables]
     for name in costs[0]:
         lines.append(f"| {name} | " + " | ".join(_gb(c[name]) for c in costs) + " |")
     totals = [sum(c.values()) for c in costs]
@@ -161,7 +179,7 @@ def sizing_rows(sizes: RowSizes, events: int, stored: int) -> dict[str, str]:
     worker_cost = vcpu_hours * (DATAFLOW_VCPU_HOUR + DATAFLOW_GIB_HOUR * WORKER_GIB / WORKER_VCPUS)
     shuffle_cost = arrow / 1e9 * DATAFLOW_SHUFFLE_PER_GIB
     gcs_objects = buckets + 10  # staged Parquet parts, a few dead-letter/conflict shards, the accounting
-    bq = sum(write_statement_bytes(sizes, events, stored).values())
+    bq = sum(write_statement_bytes(sizes, events, stored).values()) + sum(run_end_bytes(sizes, stored).values())
     return {
         "input (NDJSON)": _gb(ndjson),
         "buckets (derived)": f"{buckets:,}",
@@ -191,8 +209,8 @@ def render(sizes: RowSizes | None = None) -> str:
         f"for BigQuery, its `eventId` {sizes.event_id:,.0f}; the ids lookup reads {sizes.ids_lookup:,.0f} "
         f"bytes per stored row.",
         "",
-        "Bytes each statement of the write transaction processes, for an import of 1M events "
-        "(one of them an id stored before under another day):",
+        "Bytes each statement of the write transaction processes, for an import of 1M events of one day "
+        "(one of them an id stored before under another day), then the two reads of the run's end:",
         "",
         statements_table(sizes),
         "",
