@@ -309,7 +309,7 @@ SLOW_ELSEWHERE = (
     "tests/test_template.py::test_gcloud_accepts", "tests/test_schedule.py::test_the_environment",
     "tests/test_template.py::test_submit", "tests/test_template.py::test_template_",
     "tests/test_fuzz.py", "tests/test_element_failures.py", "tests/test_gaps.py::test_any_history",
-    "tests/test_disk_full.py",
+    "tests/test_disk_full.py", "tests/test_dedupe.py::test_bucket_numbers_are_the_same_in_another_process",
 )
 SPLIT_FILES = {
     # files whose tests are independent of each other (a dataset, topic or emulator of their own, no
