@@ -34,7 +34,8 @@ free label whose value is null is dropped; ``"ids": true`` reads as the id ``tru
 deeper than 128 levels is invalid JSON to polars; a broken element of an array makes the whole line
 ``parse:invalid_json``; of duplicate keys polars keeps the first (orjson the last); a field repeated
 inside ``data`` under a top-level name can mislead the regex that tells null from absent, and a
-``data`` string that reads like an object is taken for one.
+``data`` string that reads like an object is taken for one; a line that is valid JSON but not valid
+UTF-8 is read with U+FFFD in place of the bad bytes (the pipeline: ``read:invalid_utf8``).
 """
 
 from __future__ import annotations
