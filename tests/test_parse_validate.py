@@ -186,6 +186,7 @@ def test_parse_dead_letter_shape() -> None:
         "source_message_id": None,
         "source_attributes": None,
         "rejected_at": CTX.started_micros,
+        "raw_payload_uri": None,
         "datasource_id": None,
     }
     from schemas.arrow import DEAD_LETTER_SCHEMA

@@ -287,6 +287,7 @@ def dead_letter(
         "source_message_id": None,
         "source_attributes": None,
         "rejected_at": ctx.started_micros,
+        "raw_payload_uri": None,  # where a payload too large for the row is stored whole (transforms.payloads)
         "datasource_id": ctx.datasource_id,
     }
 
