@@ -7,7 +7,8 @@ parser) and dead-lettered with a reason of its own. The limits are BigQuery's do
 - **Rows too large** (``row:too_large``): a load job takes rows up to 100 MB, JSON or Parquet
   (https://cloud.google.com/bigquery/quotas#load_jobs, "Maximum row and cell size"); insertAll,
   which the Pub/Sub landing uses, rows up to 10 MB in requests up to 10 MB
-  (https://cloud.google.com/bigquery/quotas#streaming_inserts). A record whose payload is larger than
+  (https://cloud.google.com/bigquery/quotas#streaming_inserts; older revisions of the streaming page
+  said 1 MB and 20 KB rows: check the page before relying on the figure). A record whose payload is larger than
   its path allows (``validate_batch(..., max_row_bytes=…)``) is a dead letter here; the landing also
   measures each row's JSON exactly before it sends it (``transforms.landing``). The local emulator
   takes an 11 MiB insertAll row: it is more lenient than BigQuery here.
