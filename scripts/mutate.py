@@ -43,6 +43,18 @@ HYPOTHESIS_PROFILE = """from hypothesis import Phase, settings
 settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], deadline=None,
                           database=None, print_blob=False, derandomize=True)
 settings.load_profile("mutation")
+
+
+def pytest_runtest_setup(item):
+    # mutmut forks each mutant's run from a process that already ran the tests: a function cache
+    # (lru_cache) filled there would answer without running the mutated code under it
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in ("transforms", "schemas", "pipeline"):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
 """
 
 

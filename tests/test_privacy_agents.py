@@ -113,6 +113,7 @@ def test_redacted_dead_letters_keep_no_payload_or_value():
     assert (out["raw_bytes"], out["source_line"], out["reasons"][0]["code"]) == (len(raw), 1, "key:pattern")
 
 
+@pytest.mark.e2e
 def test_import_with_bots_dropped_pseudonyms_and_redaction(tmp_path, monkeypatch):
     monkeypatch.setenv("RLVT_HASH_KEY", KEY.decode())
     lines = [line(envelope(1, clientId="jane@example.com", ua=IPHONE)),
@@ -135,3 +136,83 @@ def test_import_with_bots_dropped_pseudonyms_and_redaction(tmp_path, monkeypatch
     assert "bob@example.com" not in dead_text and "[redacted sha256:" in dead_text
     everything = "".join(str(r) for r in rows.values())
     assert "jane@example.com" not in everything
+
+
+def test_a_key_of_exactly_the_minimum_length_is_enough(monkeypatch):
+    monkeypatch.setenv("TEST_HASH_KEY", "k" * 16)
+    assert load_key("TEST_HASH_KEY", None) == b"k" * 16
+
+
+class _SecretVersions:
+    """Secret Manager's client, answering for the versions it holds (no local Secret Manager exists)."""
+
+    secrets: dict[str, bytes] = {}
+
+    def access_secret_version(self, name):
+        class Payload:
+            data = self.secrets[name]
+
+        class Response:
+            payload = Payload
+
+        return Response
+
+
+def test_a_key_from_secret_manager_is_read_from_the_named_version(monkeypatch):
+    from google.cloud import secretmanager
+
+    monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", _SecretVersions)
+    name = "projects/p/secrets/rlvt-hash/versions/3"
+    monkeypatch.setattr(_SecretVersions, "secrets", {name: b"s" * 32, "projects/p/secrets/short/versions/1": b"s"})
+    monkeypatch.setenv("RLVT_HASH_KEY", "an environment key that is not used")
+    assert load_key("RLVT_HASH_KEY", name) == b"s" * 32
+    with pytest.raises(MissingKeyError, match="at least 16 bytes"):
+        load_key("RLVT_HASH_KEY", "projects/p/secrets/short/versions/1")
+
+
+def test_pseudonyms_of_a_chunked_column_and_of_an_all_null_one():
+    chunked = pa.chunked_array([pa.array(["a", None]), pa.array(["a", "b"])])
+    digest = {v: hmac.new(KEY, v.encode(), hashlib.sha256).hexdigest() for v in ("a", "b")}
+    out = pseudonymize(chunked, KEY)
+    assert out.to_pylist() == [digest["a"], None, digest["a"], digest["b"]]
+    nulls = pseudonymize(pa.array([None, None], pa.string()), KEY)
+    assert nulls.type == pa.string() and nulls.to_pylist() == [None, None]
+
+
+def test_redaction_digests_any_payload_even_a_lone_surrogate_or_none():
+    ctx = ImportContext("run", 0)
+    # a payload that was not UTF-8 travels base64-encoded beside an escaped text: both go
+    dead = {**dead_letter(ctx, "parse", [reason("parse:invalid_unicode", "m", None, "\ud800")], b"x", "f", 1),
+            "raw_payload": "a\ud800b", "raw_payload_base64": "YYBi"}
+    out = redact(dead)
+    surrogate_escaped = "a\ud800b".encode("utf-8", "surrogatepass")  # UTF-8's form of the lone surrogate
+    assert surrogate_escaped == b"a\xed\xa0\x80b"
+    assert out["raw_payload"] == f"[redacted sha256:{hashlib.sha256(surrogate_escaped).hexdigest()}]"
+    assert out["raw_payload_base64"] is None and out["reasons"][0]["value"] is None
+    empty = redact({**dead, "raw_payload": None})
+    assert empty["raw_payload"] == f"[redacted sha256:{hashlib.sha256(b'').hexdigest()}]"
+
+
+AGENT = pa.struct([("browser", pa.string()), ("browser_version", pa.string()), ("os", pa.string()),
+                   ("os_version", pa.string()), ("device", pa.string()), ("is_bot", pa.bool_())])
+
+
+@pytest.mark.parametrize("ua, browser_version, os_version", [
+    (IPHONE, "17.1", "17.1"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 "
+     "Safari/537.36", "120.0.6099", "10"),
+    ("curl/8.4.0", "8.4.0", None),
+    ("SomethingUnknown", None, None),
+])
+def test_versions_join_the_parts_the_rule_set_found(ua, browser_version, os_version):
+    agent = parse_agent(ua)
+    assert (agent["browser_version"], agent["os_version"]) == (browser_version, os_version)
+
+
+def test_agents_of_a_chunked_column_and_of_an_all_null_one():
+    chunked = pa.chunked_array([pa.array([IPHONE, None]), pa.array([GOOGLEBOT])])
+    out = agents_column(chunked, AGENT)
+    assert out.type == AGENT
+    assert [a and a["browser"] for a in out.to_pylist()] == ["Mobile Safari", None, "Googlebot"]
+    nulls = agents_column(pa.array([None], pa.string()), AGENT)
+    assert nulls.type == AGENT and nulls.to_pylist() == [None]

@@ -32,7 +32,7 @@ def _as_float(value: object) -> float | None:
         try:
             return float(value)
         except OverflowError:
-            return math.copysign(math.inf, value)
+            return math.inf if value > 0 else -math.inf  # copysign(inf, value) would convert it again
     return value if type(value) is float else None
 
 
