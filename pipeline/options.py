@@ -336,6 +336,7 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
             else (LOCAL_MERGE_INTERVAL if _local_runner(opts) else DATAFLOW_MERGE_INTERVAL),
             stop_after_idle=o.stop_after_idle_seconds,
             max_messages=o.max_messages,
+            payload_dir=payloads,
         )
         if (o.merge_interval_seconds is not None and o.merge_interval_seconds < 0) or o.max_messages < 1:
             raise ValueError("--merge_interval_seconds must be 0 or more and --max_messages at least 1")

@@ -131,9 +131,10 @@ def refused_dead_letters(refused: list[tuple[dict, tuple[str, str]]], messages: 
 
 def land_batch(bq: BigQuerySession, landing: TableRef, dead_letters: TableRef, processed: ProcessedMessages,
                messages: list[Message], subscription: str, ctx: ImportContext, landed_micros: int,
-               stored: StoredDeadLetters | None = None) -> Counter:
+               stored: StoredDeadLetters | None = None, payload_dir: str | None = None) -> Counter:
     """Land one processed batch of messages: rows, then dead letters (a refused row among them). Returns
-    the counts to add to ``processed.counts`` (refused rows are dead letters, not rows)."""
+    the counts to add to ``processed.counts`` (refused rows are dead letters, not rows). ``payload_dir``:
+    where the payloads too large for a dead-letter row are stored whole (``transforms.payloads``)."""
     refused = append_rows(bq, landing, processed.rows, landed_micros)
     extra: Counter = Counter()
     dead = processed.dead_letters
@@ -142,7 +143,7 @@ def land_batch(bq: BigQuerySession, landing: TableRef, dead_letters: TableRef, p
         dead = dead + more
         extra["dead_lettered"] += len(more)
         extra.update(f"dead_letter:{code}" for _, (code, _) in refused)
-    append_dead_letters(bq, dead_letters, dead, stored)
+    append_dead_letters(bq, dead_letters, dead, stored, payload_dir)
     return extra
 
 
@@ -162,7 +163,7 @@ def stored_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict]) 
 
 
 def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict],
-                        stored: StoredDeadLetters | None = None) -> int:
+                        stored: StoredDeadLetters | None = None, payload_dir: str | None = None) -> int:
     """Append dead letters; returns how many of them the table held already (not stored again).
 
     A Pub/Sub message delivered again (its run was killed after landing it, before acknowledging it)
@@ -193,8 +194,10 @@ def append_dead_letters(bq: BigQuerySession, table: TableRef, dead: list[dict],
             ids.append(f"{uuid.uuid4().hex}/{i}")
         fresh.append(d)
     if fresh:
-        # a payload over 1 MiB is cut (no payloads folder here): a dead letter always fits an insertAll row
-        refused = _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in bound_payloads(fresh, None)], ids)
+        # a payload over 1 MiB is cut (a dead letter always fits an insertAll row), and stored whole under
+        # payload_dir when there is one (named by its content: a message delivered again writes the same file)
+        refused = _insert(bq, table, [orjson.loads(dead_letter_json(d)) for d in bound_payloads(fresh, payload_dir)],
+                          ids)
         if refused:  # a dead letter that cannot be stored must fail the batch: its message is then not acked
             first = next(iter(refused.values()))[1]
             raise TargetError(f"{table} refused {len(refused)} dead letter(s); first: {first}")

@@ -41,7 +41,7 @@ class ProcessAndLandFn(beam.DoFn):
                                      self.row_policy, self.key)
         processed.counts.update(landing.land_batch(
             self.bq, self.settings.landing, self.target.dead_letters, processed, messages,
-            self.settings.subscription, self.ctx, to_micros(_now())))
+            self.settings.subscription, self.ctx, to_micros(_now()), payload_dir=self.settings.payload_dir))
         for metric, n in processed.counts.items():
             Metrics.counter("importer", metric.replace(":", "_")).inc(n)
 

@@ -56,6 +56,7 @@ class StreamSettings:
     merge_interval: float = 60.0
     stop_after_idle: float | None = None  # None: run until interrupted
     max_messages: int = 1000
+    payload_dir: str | None = None  # --dead_letter_payloads: where payloads too large for a dead letter go
 
 
 PROGRESS_SECONDS = 10.0
@@ -218,7 +219,7 @@ class PullLandAckFn(beam.DoFn):
     def _land(self, bq, ack_ids: list, messages: list[Message], processed: ProcessedMessages, stored) -> Counter:
         processed.counts.update(landing.land_batch(
             bq, self.settings.landing, self.target.dead_letters, processed, messages,
-            self.settings.subscription, self.ctx, to_micros(_now()), stored))
+            self.settings.subscription, self.ctx, to_micros(_now()), stored, self.settings.payload_dir))
         # acknowledged only now: everything these messages held is in BigQuery
         for start in range(0, len(ack_ids), ACK_CHUNK):
             self.subscriber.acknowledge(request={"subscription": self.settings.subscription,
