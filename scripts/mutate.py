@@ -154,6 +154,9 @@ only_mutate = ["{target.module}"]
 pytest_add_cli_args_test_selection = [{tests}]
 pytest_add_cli_args = ["-p", "mutation_profile", "-p", "no:randomly", "-p", "no:cacheprovider", "-m", "{UNIT_ONLY}"]
 also_copy = ["mutation_profile.py"]
+# each mutant's process is forked from a server that has not run the tests: forked from a process in
+# which polars already ran, its thread pool deadlocks and every mutant would end as a timeout
+process_isolation = "forkserver"
 
 [tool.pytest.ini_options]
 markers = ["e2e", "emulator", "packaging"]

@@ -10,6 +10,7 @@ from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -333,3 +334,61 @@ def test_result_independent_of_table_order_random_shuffles() -> None:
     for _ in range(20):
         rng.shuffle(tables)
         assert _summary(resolve_bucket(list(tables))) == expected
+
+
+# --- what the mutation pass asked for (docs/mutation.md) -----------------------------------------
+
+
+def test_bucket_numbers_are_integers() -> None:
+    numbers = bucket_of(pa.array(["a", "b", "c"]), 7)
+    assert numbers.dtype == np.int64
+    assert all(0 <= n < 7 for n in numbers.tolist())
+
+
+def test_gathering_keeps_the_input_order_within_each_bucket() -> None:
+    # rows of one bucket come out in the order they came in (a stable gather), so a bucket's content
+    # does not depend on the sorting algorithm
+    t = table(A, *[(event(f"evt-{i % 300}", T0 + i), i + 1) for i in range(2_000)])
+    gathered, runs = gather_by_bucket([t], 4)
+    for _, start, length in runs:
+        lines = gathered.column("source_line").slice(start, length).to_pylist()
+        assert lines == sorted(lines)
+
+
+def test_split_into_buckets_takes_several_tables() -> None:
+    first, second = _many_rows(), table(B, *[(event(f"evt-{i}", T0 + 9), i + 1) for i in range(50)])
+    parts = split_into_buckets([first, second], 8)
+    assert sorted(o for _, p in parts for o in origins(p)) == sorted(origins(first) + origins(second))
+    assert dict(parts).keys() == dict(split_into_buckets(pa.concat_tables([first, second]), 8)).keys()
+
+
+def test_bucket_files_are_lz4_compressed_by_default(tmp_path: Path) -> None:
+    gathered, runs = gather_by_bucket([pa.concat_tables([_many_rows()] * 10)], 8)
+    sizes = {}
+    for name, kwargs in (("default", {}), ("plain", {"compression": None})):
+        path = tmp_path / f"{name}.arrow"
+        with path.open("wb") as f:
+            indexes = write_bucket_file(gathered, runs, f, **kwargs)
+        with path.open("rb") as f:
+            assert sorted(origins(read_bucket_batches(f, [i for _, i in indexes]))) == sorted(origins(gathered))
+        sizes[name] = path.stat().st_size
+    assert sizes["default"] < sizes["plain"] / 2
+    with (tmp_path / "default.arrow").open("rb") as f:
+        assert pa.ipc.open_file(f).get_batch(0).num_rows > 0  # a reader without options reads it
+
+
+def test_reading_no_batch_of_a_bucket_file_gives_an_empty_table_of_its_schema(tmp_path: Path) -> None:
+    gathered, runs = gather_by_bucket([_many_rows()], 8)
+    path = tmp_path / "part.arrow"
+    with path.open("wb") as f:
+        write_bucket_file(gathered, runs, f)
+    with path.open("rb") as f:
+        empty = read_bucket_batches(f, [])
+    assert empty.num_rows == 0 and empty.schema == ROW_SCHEMA
+
+
+def test_a_single_row_is_loaded_and_counted() -> None:
+    result = resolve_bucket([table(A, (event("only"), 7))])
+    assert winners(result) == [("only", A, 7, None)]
+    assert result.counts == Counter({(A, "loaded"): 1})
+    assert result.conflicts == []
