@@ -194,3 +194,12 @@ def test_a_dead_letter_always_fits_an_insertall_row(bigquery_emulator):
     rows = query(session, f"SELECT raw_bytes, LENGTH(raw_payload_base64) AS b64 FROM {ref.sql}")
     assert [r["raw_bytes"] for r in rows] == [len(payload)]
     assert rows[0]["b64"] <= 4 * (1 << 20) // 3 + 4  # the first MiB, exactly
+
+
+def test_a_non_finite_value_shows_as_itself_in_the_reason_not_as_null():
+    """orjson writes NaN and ±Infinity as null: the reason's excerpt would then hide the offending value."""
+    from transforms.records import reason
+
+    assert [reason("timestamp:not_finite", "m", "timestamp", v)["value"] for v in (math.nan, math.inf, -math.inf)] \
+        == ["NaN", "Infinity", "-Infinity"]
+    assert reason("x", "m", "f", 1.5)["value"] == "1.5"

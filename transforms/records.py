@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import marshal
+import math
 import sys
 import threading
 from contextlib import contextmanager
@@ -246,6 +247,8 @@ def excerpt(value: object) -> str | None:
     """A short printable excerpt of an offending value, for a reason."""
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no such number: orjson writes null
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     text = value if isinstance(value, str) else compact_json(value).decode()
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
