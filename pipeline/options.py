@@ -203,7 +203,8 @@ class ImportOptions(PipelineOptions):
                  "1 MiB, or a line over --max_line_bytes) is stored whole; the dead letter names the file in "
                  "raw_payload_uri and ./run.sh replay reads it from there. Default: OUTPUT_DIR/"
                  "dead_letter_payloads with --output_dir; none with --output_table (such payloads are only cut). "
-                 "File imports only: a Pub/Sub import cuts such payloads (a message is at most 10 MB).")
+                 "A Pub/Sub import stores a message's too (named by its content: a redelivered message writes the "
+                 "same file).")
         parser.add_argument(
             "--run_id", default=None,
             help="Id of this import run, stamped on every row and dead letter (default: generated): 1-64 letters, "
