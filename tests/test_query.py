@@ -67,7 +67,7 @@ def test_the_table_format_has_a_header_aligned_columns_and_a_row_count(bigquery_
     assert (code, out) == (0, "(no rows)\n")
 
 
-def test_a_bad_query_prints_bigquerys_message_and_exits_1(bigquery_emulator, capsys):
+def test_a_bad_query_prints_bigquerys_message_and_exits_1(bigquery_emulator, values, capsys):
     code, out, err = run_query(capsys, "SELECT * FROM `local-project.query_cmd.no_such_table`",
                                "--bigquery_endpoint", bigquery_emulator.endpoint)
     assert code == 1 and out == ""
