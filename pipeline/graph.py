@@ -51,15 +51,15 @@ def build_pipeline(
         | "ReadTasks" >> beam.Create(tasks)
         | "SpreadTasks" >> beam.Reshuffle()
         | "ReadValidateNormalize" >> ReadValidateNormalize(ctx, limits, opts.policy, opts.row_policy,
-                                                           keep_dead_letters=sink is not None)
+                                                           keep_dead_letters=not opts.dry_run)
     )
-    if sink is not None:  # payloads too large for a dead-letter row: stored whole, cut in the row
+    if not opts.dry_run:  # payloads too large for a dead-letter row: stored whole, cut in the row
         dead = dead | "BoundPayloads" >> beam.Map(bound_payloads, opts.dead_letter_payloads)
     unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets, shuffle_dir)
     outputs = ImportOutputs(unique, dead, conflicts)
     all_counts = [stage_counts, dedupe_counts]
-    if sink is not None:
-        all_counts.append(outputs | "Write" >> sink())
+    if sink is not None:  # a dry run's sink only counts the rows (no dead letters were gathered for it)
+        all_counts.append((unique if opts.dry_run else outputs) | "Write" >> sink())
     counts = (
         all_counts
         | "AllCounts" >> beam.Flatten()

@@ -40,14 +40,14 @@ def day_counts(element) -> Iterator[tuple[tuple[str, str], int]]:
 
 class WithDayCounts(beam.PTransform):
     """The sink ``inner`` (``ImportOutputs`` → counts), plus the day counts of the rows it is given;
-    without ``inner`` (a dry run), only the day counts."""
+    without ``inner`` (a dry run, given only the rows: it gathers no dead letters), only the day counts."""
 
     def __init__(self, inner: beam.PTransform | None) -> None:
         super().__init__()
         self.inner = inner
 
     def expand(self, outputs):
-        days = outputs.rows | "CountEventDays" >> beam.FlatMap(day_counts)
+        days = getattr(outputs, "rows", outputs) | "CountEventDays" >> beam.FlatMap(day_counts)
         if self.inner is None:
             return days
         written = self.inner.expand(outputs)  # the sink's own steps, named as before
