@@ -147,7 +147,7 @@ def prepare(target: Target) -> Path:
             shutil.copy2(ROOT / name, work / name)
     (work / "mutation_profile.py").write_text(HYPOTHESIS_PROFILE)
     quoted = ", ".join(f'"{p}"' for p in PACKAGES)
-    tests = ", ".join(f'"{t}"' for t in target.tests)
+    tests = ", ".join(f'"{t}"' for t in target.tests if (ROOT / t).exists())
     (work / "pyproject.toml").write_text(f"""[tool.mutmut]
 source_paths = [{quoted}]
 only_mutate = ["{target.module}"]

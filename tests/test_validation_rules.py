@@ -219,6 +219,34 @@ def test_an_all_good_batch_keeps_the_whole_frame() -> None:
     batch = RecordBatch("f")
     for i in range(3):
         batch.append(good(i), b"{}", i + 1, None)
+    batch.fields = flat_fields(batch.records)
     kept, dead = validate_batch(batch, CTX)
     assert dead == [] and kept is batch
+    assert kept.fields is None  # the frame holds the values now
     assert kept.frame["eventId"].to_list() == ["evt000000", "evt000001", "evt000002"]
+
+
+def test_a_batch_where_one_integer_overflows_keeps_its_other_numbers() -> None:
+    frame = wire_frame([good(0, timestamp=10**400), good(1, timestamp=1.5), good(2, timestamp="x"), good(3, v=True)])
+    assert frame["timestamp"].to_list() == [math.inf, 1.5, None, 1_763_000_000_003.0]
+
+
+def test_a_null_wire_type_is_a_bug_not_bad_input() -> None:
+    frame = wire_frame([good(0), good(1)])
+    with pytest.raises(RuntimeError, match="unexpected validation failure"):
+        failures_by_row(frame.with_columns(pl.Series("key" + WIRE_SUFFIX, ["string", None], pl.Utf8)))
+
+
+def test_a_record_too_large_for_a_row_is_a_dead_letter_with_every_reason() -> None:
+    from transforms.bigquery_values import ROW_OVERHEAD_BYTES
+
+    limit = ROW_OVERHEAD_BYTES + 100
+    batch = RecordBatch("f")
+    for i, (record, size) in enumerate([(good(0), 10), (good(1), 101), (good(2, v=2), 101), (good(3), 100)]):
+        batch.append(record, b"x" * size, i + 1, None)
+    kept, dead = validate_batch(batch, CTX, limit)
+    assert kept.line_numbers == [1, 4]
+    assert [(d["source_line"], [r["code"] for r in d["reasons"]]) for d in dead] == [
+        (2, ["row:too_large"]), (3, ["v:unsupported", "row:too_large"])]
+    # the default limit is BigQuery's 100 MB: only the broken record is left out
+    assert [d["source_line"] for d in validate_batch(batch, CTX)[1]] == [3]
