@@ -111,13 +111,7 @@ def check_output_paths(checked: CheckedOptions) -> None:
     if payloads and "://" not in payloads and not payloads.startswith(checked.output_dir or "\0"):
         if os.path.exists(payloads) and not os.path.isdir(payloads):
             raise ValueError(f"--dead_letter_payloads {payloads} is a file, not a folder: give a folder")
-        try:
-            os.makedirs(payloads, exist_ok=True)
-            with tempfile.TemporaryFile(dir=payloads):
-                pass
-        except OSError as err:
-            raise ValueError(f"--dead_letter_payloads {payloads} cannot be written ({err.strerror or err}): give "
-                             f"a folder the import can write to") from err
+        _require_writable_folder("--dead_letter_payloads", payloads)
 
 
 def _check_temp_location(path: str) -> None:
@@ -125,12 +119,17 @@ def _check_temp_location(path: str) -> None:
     the pipeline it would surface as a worker traceback, after the tables were prepared)."""
     if "://" in path:
         return  # gs://: checking needs the bucket's credentials; the first write reports it
+    _require_writable_folder("--temp_location", path)
+
+
+def _require_writable_folder(flag: str, path: str) -> None:
+    """Create the local folder ``path`` if needed and write a file in it, or raise a ``ValueError`` naming ``flag``."""
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
-        raise ValueError(f"--temp_location {path} cannot be written ({err.strerror or err}): "
+        raise ValueError(f"{flag} {path} cannot be written ({err.strerror or err}): "
                          f"give a folder the import can write to") from err
 
 
