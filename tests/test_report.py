@@ -161,3 +161,18 @@ def test_event_days_and_event_time_are_not_files() -> None:
 def test_without_kept_rows_there_are_no_event_days() -> None:
     report = assemble([(A, "read", 1), (A, "dead_lettered", 1)], [A])
     assert "event_days" not in report and "event_time" not in report
+
+
+def test_the_total_lists_reason_codes_sorted_across_files() -> None:
+    counts = [(A, "read", 1), (A, "dead_lettered", 1), (A, "dead_letter:v:type", 1), (A, "label_issue:value:x", 1),
+              (B, "read", 1), (B, "dead_lettered", 1), (B, "dead_letter:data:type", 1), (B, "label_issue:ids:y", 1)]
+    total = assemble(counts, [A, B])["total"]
+    assert list(total["dead_letter_reasons"]) == ["data:type", "v:type"]
+    assert list(total["label_issues"]) == ["ids:y", "value:x"]
+    assert set(total) == set(assemble([], [])["total"])  # the same fields as an empty report's
+
+
+def test_a_count_of_a_metric_the_report_does_not_know_is_still_summed() -> None:
+    # a newer worker's metric must not be lost (nor break the report) on an older launcher
+    report = assemble([(A, "read", 1), (A, "loaded", 1), (A, "spilled", 2), (A, "spilled", 3)], [A])
+    assert report["files"][A]["spilled"] == 5 and report["ok"]
