@@ -167,7 +167,8 @@ class ImportOptions(PipelineOptions):
             "--buckets", type=int, default=None,
             help="Width of the dedupe shuffle: rows are grouped in this many hash buckets of eventId. Default: "
                  "derived from the input files' size, about 50,000 events a bucket on Dataflow so each fits a "
-                 "worker's memory (8 locally up to about 5M events), at least 8, at most 10,000.")
+                 "worker's memory (about 150,000 a bucket locally: 8 up to about 1.2M events), at least 8, at most "
+                 "10,000.")
         parser.add_argument(
             "--batch_size", type=int, default=50_000,
             help="Records per batch between stages (Arrow tables of this many rows).")

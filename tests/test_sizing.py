@@ -30,17 +30,17 @@ def test_more_input_never_means_fewer_buckets(local: bool) -> None:
     assert buckets[0] == MIN_BUCKETS and buckets[-1] == MAX_BUCKETS
 
 
-def test_small_local_imports_keep_eight_buckets() -> None:
-    # the bench's 1M events (393.5 MB) and 5M events: as before (--buckets defaulted to 8)
+def test_small_local_imports_keep_eight_buckets_and_larger_ones_about_150_thousand_events_a_bucket() -> None:
+    # the bench's 1M events (393.5 MB): as before (--buckets defaulted to 8); its 5M: 34 (768 MiB, not 1,350)
     assert derive_buckets(ndjson(393_497_647), local=True) == 8
-    assert derive_buckets(ndjson(5 * 393_497_647), local=True) == 8
-    assert derive_buckets(ndjson(20 * 393_497_647), local=True) > 8
+    assert derive_buckets(ndjson(2 * 393_497_647), local=True) == 14
+    assert derive_buckets(ndjson(5 * 393_497_647), local=True) == 34
 
 
 def test_dataflow_aims_at_about_fifty_thousand_events_a_bucket() -> None:
     hundred_million = ndjson(100_000_000 * NDJSON_BYTES_PER_EVENT)
     assert derive_buckets(hundred_million, local=False) == 2_000
-    assert derive_buckets(hundred_million, local=True) == 160
+    assert derive_buckets(hundred_million, local=True) == 667
     assert derive_buckets(ndjson(1_000_000 * NDJSON_BYTES_PER_EVENT), local=False) == 20
 
 

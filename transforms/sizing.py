@@ -37,9 +37,12 @@ EVENTS_PER_BUCKET_DATAFLOW = 50_000
 (measured: 0.1 s, the rows, their sort order and the winners), so a worker resolves many at once
 with memory to spare, and 100M events make 2,000 buckets."""
 
-EVENTS_PER_BUCKET_LOCAL = 625_000
-"""Local runners: 5M events in 8 buckets (625,000 each) kept the largest process at 1.6 GB (README,
-Knobs); beyond that, more buckets keep each one that size. Up to 5M events: 8, as before."""
+EVENTS_PER_BUCKET_LOCAL = 150_000
+"""Local runners: a bucket of about 150,000 events. The largest process of a 5M-event dry run (the
+bench's, 2 workers), measured one after the other on a quiet machine: 8 buckets (625,000 each, the
+rule before) 1,350 MiB in 31.4 s; 32 buckets 825 MiB in 29.6 s; 34 (this rule) 768 MiB in 30.2 s.
+At 2M: 8 buckets 870 MiB, 14 (this rule) 778 MiB, both 13.7-14.3 s. Up to about 1.2M events: 8,
+as before (the 1M bench is unchanged)."""
 
 MIN_BUCKETS = 8
 """At least this many: both local worker processes busy during the resolve, and no local change for
@@ -69,7 +72,7 @@ def estimated_events(files: Iterable[tuple[str, int]]) -> int:
 
 def derive_buckets(files: Iterable[tuple[str, int]], local: bool) -> int:
     """Dedupe buckets for an import of these ``(uri, size)`` files when ``--buckets`` is not given:
-    ⌈estimated events ÷ events per bucket⌉ (625,000 locally, 50,000 on Dataflow), kept within
+    ⌈estimated events ÷ events per bucket⌉ (150,000 locally, 50,000 on Dataflow), kept within
     [MIN_BUCKETS, MAX_BUCKETS]."""
     per_bucket = EVENTS_PER_BUCKET_LOCAL if local else EVENTS_PER_BUCKET_DATAFLOW
     wanted = math.ceil(estimated_events(files) / per_bucket)
