@@ -55,6 +55,12 @@ def build_pipeline(
     )
     if not opts.dry_run:  # payloads too large for a dead-letter row: stored whole, cut in the row
         dead = dead | "BoundPayloads" >> beam.Map(bound_payloads, opts.dead_letter_payloads)
+    if not opts.dry_run:  # one example payload per reason, for the HTML report (not read back from the table)
+        _ = (dead
+             | "ReasonExamples" >> beam.FlatMap(reason_examples)
+             | "OneExamplePerReason" >> beam.CombinePerKey(min)
+             | "GatherExamples" >> beam.combiners.ToList()
+             | "WriteExamples" >> beam.Map(_write_examples, accounting_prefix + EXAMPLES_SUFFIX))
     unique, conflicts, dedupe_counts = rows | "Dedupe" >> DedupeEvents(opts.buckets, shuffle_dir)
     outputs = ImportOutputs(unique, dead, conflicts)
     all_counts = [stage_counts, dedupe_counts]
@@ -90,6 +96,35 @@ def with_derived_buckets(opts: CheckedOptions, files: list[tuple[str, int]], loc
     buckets = derive_buckets(files, local_runner)
     log.info("dedupe: %d buckets for about %s events (--buckets to choose)", buckets, f"{estimated_events(files):,}")
     return dataclasses.replace(opts, buckets=buckets)
+
+
+EXAMPLES_SUFFIX = "-examples.json"
+"""Beside the accounting: ``{reason code: one payload}`` of the run's dead letters (``reason_examples``)."""
+EXAMPLE_CHARS = 2_000
+
+
+def reason_examples(batch: list[dict]):
+    """``(reason code, payload excerpt)`` for the first dead letter of each code in one batch of them."""
+    seen: set[str] = set()
+    for dead in batch:
+        for r in dead.get("reasons") or []:
+            if r["code"] not in seen:
+                seen.add(r["code"])
+                yield r["code"], (dead.get("raw_payload") or dead.get("raw_payload_base64") or "")[:EXAMPLE_CHARS]
+
+
+def _write_examples(pairs: list, path: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(orjson.dumps(dict(sorted(pairs))))
+
+
+def read_examples(accounting_prefix: str) -> dict[str, str] | None:
+    """What ``_write_examples`` wrote, or None (a dry run, a Pub/Sub import, or no dead letter)."""
+    path = accounting_prefix + EXAMPLES_SUFFIX
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as f:
+        return orjson.loads(f.read())
 
 
 def _write_count_file(counts: list, prefix: str) -> str:

@@ -21,7 +21,13 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from pipeline import progress, run_history
 from pipeline import report as run_report
 from pipeline.cli import check_import_flags, import_help
-from pipeline.graph import build_pipeline, build_subscription_pipeline, shuffle_folder, with_derived_buckets
+from pipeline.graph import (
+    build_pipeline,
+    build_subscription_pipeline,
+    read_examples,
+    shuffle_folder,
+    with_derived_buckets,
+)
 from pipeline.interrupts import Interrupted, interruptible
 from pipeline.local_runner import configure_logging, local_runner_defaults, warm_runner
 from pipeline.options import CheckedOptions, check_options, normalize_argv
@@ -182,7 +188,7 @@ def _remove_work_folder(path: str) -> None:
 
 def _read_counts(prefix: str) -> list[tuple[str, str, int]]:
     counts = []
-    for result in FileSystems.match([prefix + "*"]):
+    for result in FileSystems.match([prefix + "*.ndjson"]):
         for meta in result.metadata_list:
             with FileSystems.open(meta.path) as f:
                 counts += [tuple(orjson.loads(line)) for line in f.read().splitlines() if line.strip()]
@@ -293,6 +299,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     if template:  # only the job graph was written: there is nothing to report yet
         return EXIT_OK, {"run_id": run_id, "template_location": template}
     report = run_report.assemble(_read_counts(accounting_prefix), sources)
+    examples = None if checked.stream is not None else read_examples(accounting_prefix)
     _remove_work_folder(work_dir if temp_location else temp_root)
     report.update({
         "run_id": run_id,
@@ -308,7 +315,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     run_history.finish(report, run_history.RunContext(  # completeness, HTML report, the run's history record
         checked, run_id, launch, started, list(argv or []), input_bytes,
         "local" if local_runner else str(options.view_as(StandardOptions).runner),
-        result.job_id() if hasattr(result, "job_id") else None), code)
+        result.job_id() if hasattr(result, "job_id") else None, examples), code)
     _write_report(report, checked, tables)
     return code, report
 

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         path = Path(folder) / f"replayed-dead-letters.{REPLAY_FORMAT}"
         # grouped by origin, so that the records of one file read as one source (transforms.read.read_replay)
-        payloads.sort(key=lambda rp: tuple("" if rp[0].get(k) is None else str(rp[0][k]) for k in LINEAGE[:1]))
+        payloads.sort(key=lambda rp: rp[0].get("source_uri") or "")
         path.write_bytes(b"".join(replay_line(r, p) for r, p in payloads))
         print(f"replaying {len(payloads)} dead letter(s)", file=sys.stderr)
         return import_main(["--input", str(path), *import_flags])

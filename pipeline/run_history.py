@@ -102,6 +102,7 @@ class RunContext:
     input_bytes: dict[str, int] = field(default_factory=dict)
     runner: str | None = None
     job_id: str | None = None
+    examples: dict | None = None  # one payload per reason, gathered by the pipeline (pipeline.graph)
 
 
 def build_record(report: dict, ctx: RunContext, exit_code: int, ended: datetime) -> dict:
@@ -267,8 +268,9 @@ def write_row(target: BigQueryTarget, runs: TableRef, record: dict) -> bool:
 
 
 def dead_letter_examples(report: dict, checked, run_id: str, limit: int = 50) -> dict[str, str]:
-    """One rejected payload per reason code of this run (for the HTML report): from the dead-letter
-    table, or the file sink's dead-letter files (read until each reason has one)."""
+    """One rejected payload per reason code of this run (for the HTML report), where the pipeline did not
+    gather them (a Pub/Sub import): from the dead-letter table (its ``run_id``, ``reasons`` and payload
+    columns, whole: the table is not partitioned), or the file sink's dead-letter files."""
     codes = set(report["total"]["dead_letter_reasons"])
     if not codes or checked.dry_run:
         return {}
@@ -366,7 +368,8 @@ def finish(report: dict, ctx: RunContext, exit_code: int) -> None:
         from pipeline import report_html
 
         try:
-            examples = dead_letter_examples(report, checked, ctx.run_id)
+            examples = ctx.examples if ctx.examples is not None else dead_letter_examples(report, checked,
+                                                                                          ctx.run_id)
         except Exception as err:
             log.warning("no dead-letter examples for the HTML report: %s", err)
             examples = {}
