@@ -22,6 +22,7 @@ from pipeline import progress, run_history
 from pipeline import report as run_report
 from pipeline.cli import check_import_flags, import_help
 from pipeline.graph import (
+    EXAMPLES_SUFFIX,
     build_pipeline,
     build_subscription_pipeline,
     read_examples,
@@ -176,6 +177,16 @@ def _remove_work_files(work_dir: str) -> None:
             log.warning("could not remove the work files under %s: %s", path, err)
 
 
+def _remove_examples(accounting_prefix: str) -> None:
+    """A failed run's reason examples (``pipeline.graph.EXAMPLES_SUFFIX``): no report will read them."""
+    path = accounting_prefix + EXAMPLES_SUFFIX
+    try:
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+    except Exception as err:
+        log.warning("could not remove %s: %s", path, err)
+
+
 def _remove_work_folder(path: str) -> None:
     """The run's whole work folder (what is left: the accounting), once the report is built."""
     from transforms.workfiles import remove_tree
@@ -278,6 +289,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
             result = p.run()
             result.wait_until_finish()
     except BaseException as err:
+        _remove_examples(accounting_prefix)  # written beside the accounting, whatever became of the sink
         if isinstance(err, Interrupted):
             _settle(err, checked, run_id, launch, work_dir)
             _remove_work_files(work_dir)
