@@ -28,7 +28,7 @@ from pathlib import Path
 
 DISTRIBUTION = "rlvt-bigquery-importer"
 #: one module of each package that only ours has
-PROBES = {"pipeline": "launcher.py", "schemas": "envelope.py", "transforms": "stages.py"}
+PROBES = {"pipeline": "launcher.py", "schemas": "envelope.py", "transforms": "stages/dofns.py"}
 HERE = Path(__file__).resolve().parent
 
 
@@ -73,10 +73,10 @@ def _recorded_hashes() -> dict[Path, str]:
         return {}
     hashes = {}
     for f in dist.files or ():
-        if f.hash is None or f.hash.mode != "sha256" or len(f.parts) != 2 or PROBES.get(f.parts[0]) != f.parts[1]:
+        if f.hash is None or f.hash.mode != "sha256" or PROBES.get(f.parts[0]) != "/".join(f.parts[1:]):
             continue
         path = Path(str(dist.locate_file(f))).resolve()
-        if path.parent.parent == HERE:
+        if path == (HERE / f.parts[0] / PROBES[f.parts[0]]).resolve():
             hashes[path] = f.hash.value
     return hashes
 

@@ -60,7 +60,7 @@ def check_worker_image(flags: list[str]) -> None:
         WorkerOptions,
     )
 
-    from transforms.runners import is_local_runner
+    from transforms.core.settings import is_local_runner
 
     options = PipelineOptions(flags)
     setup = options.view_as(SetupOptions)

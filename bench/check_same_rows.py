@@ -178,7 +178,7 @@ def write_edge_cases(path: Path) -> Path:
 
 def check_urls(pipe: pa.Table, n_random: int = 50_000, polars: bool = False) -> int:
     """The reference's (or the polars yardstick's) vectorized URL path against
-    ``transforms.urls.normalize_url`` on tricky and random URLs (the row comparison only sees the
+    ``transforms.stages.urls.normalize_url`` on tricky and random URLs (the row comparison only sees the
     generator's URL shapes)."""
     import random
 
@@ -191,7 +191,7 @@ def check_urls(pipe: pa.Table, n_random: int = 50_000, polars: bool = False) -> 
     else:
         from reference_import import normalize_url_column
 
-    from transforms.urls import normalize_url
+    from transforms.stages.urls import normalize_url
 
     parts = {
         "scheme": ["https", "HTTPS", "Http", "http", "ws", "WSS", "ftp", "app", "App", "myapp+x", "x-y.z", "",

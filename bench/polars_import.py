@@ -15,11 +15,11 @@ them), with polars doing the work on all cores. Stage by stage:
   which gives every field's wire type; where the text is ambiguous (``true``, ``{…}``, ``[…]``) or the
   value null, a regex on the record decides (string or not, present or absent); then the rules of
   ``schemas/envelope.py`` as column expressions, every reason of a record counted;
-* normalize: timestamps as ``transforms.timestamps.convert_epochs`` in expressions; URLs by regexes
+* normalize: timestamps as ``transforms.core.timestamps.convert_epochs`` in expressions; URLs by regexes
   on the distinct values (the reference's fast path, ported), ``normalize_url`` only for the odd
-  distinct ones; user agents once per distinct value (``transforms.agents.parse_agent``); labels: the
+  distinct ones; user agents once per distinct value (``transforms.stages.agents.parse_agent``); labels: the
   ``data`` object decoded into a struct of its keys (text), ids split by regex, sorted free labels
-  built as a list of structs, money per distinct value (``transforms.labels.to_money``);
+  built as a list of structs, money per distinct value (``transforms.stages.labels.to_money``);
 * dedupe: sort by (eventId, event time, input position), the first of each eventId wins, a loser is an
   exact duplicate when its content columns equal the winner's, otherwise conflicting;
 * write: the winners as one Parquet file (zstd) in ``ROW_SCHEMA``'s column order and types.
@@ -68,8 +68,9 @@ from schemas.envelope import (  # noqa: E402
     UNSPLIT_ID_EVENTS,
 )
 from schemas.validation import EMPTY_IS_NULL, NOT_BLANK  # noqa: E402
-from transforms.timestamps import MICROS_BELOW, MILLIS_BELOW, SECONDS_BELOW, parse_instant, to_micros  # noqa: E402
-from transforms.urls import WEB_SCHEMES, normalize_url  # noqa: E402
+from transforms.core.settings import parse_instant, to_micros  # noqa: E402
+from transforms.core.timestamps import MICROS_BELOW, MILLIS_BELOW, SECONDS_BELOW
+from transforms.stages.urls import WEB_SCHEMES, normalize_url  # noqa: E402
 
 FIELDS = [f.name for f in ENVELOPE]
 DAY_MICROS = 86_400_000_000
@@ -236,7 +237,7 @@ def validate(frame: pl.DataFrame) -> tuple[pl.DataFrame, Counter, int]:
 
 # ---------------------------------------------------------------------------------------------- normalize
 def event_times(epochs: pl.Expr, min_micros: int, max_micros: int, unit: str) -> tuple[pl.Expr, pl.Expr]:
-    """(micros, status) as ``transforms.timestamps.convert_epochs``: 0 ok, 1 missing, 2 not finite, 3 out of range."""
+    """(micros, status) as ``timestamps.convert_epochs``: 0 ok, 1 missing, 2 not finite, 3 out of range."""
     finite = epochs.is_finite()
     magnitude = epochs.abs()
     if unit == "auto":
@@ -258,7 +259,7 @@ _NO_SCHEME_RE = r"^[!-9;-~]*$"
 
 
 def normalize_url_values(urls: pl.Series) -> pl.Series:
-    """``transforms.urls.normalize_url`` of distinct URLs: regexes for the usual shapes, the function
+    """``transforms.stages.urls.normalize_url`` of distinct URLs: regexes for the usual shapes, the function
     itself for the others."""
     cut = pl.col("u").str.replace(r"(?s)[?#].*", "")
     web = cut.str.extract_groups(_WEB_RE)
@@ -285,7 +286,7 @@ def normalize_url_values(urls: pl.Series) -> pl.Series:
 
 
 def agents(uas: pl.Series) -> pl.DataFrame:
-    from transforms.agents import parse_agent
+    from transforms.stages.agents import parse_agent
 
     distinct = uas.drop_nulls().unique()
     parsed = [parse_agent(u) for u in distinct.to_list()]
@@ -295,7 +296,7 @@ def agents(uas: pl.Series) -> pl.DataFrame:
 
 
 def money_values(texts: pl.Series) -> pl.DataFrame:
-    from transforms.labels import to_money
+    from transforms.stages.labels import to_money
 
     distinct = texts.drop_nulls().unique().to_list()
     results = [to_money(t) for t in distinct]
@@ -309,7 +310,7 @@ def money_values(texts: pl.Series) -> pl.DataFrame:
 
 def label_values(texts: pl.Series) -> pl.DataFrame:
     """Free labels whose text is an object or array: compact JSON with sorted keys, per distinct value."""
-    from transforms.labels import label_text
+    from transforms.stages.labels import label_text
 
     distinct = texts.drop_nulls().unique().to_list()
     return pl.DataFrame({"t": pl.Series(distinct, dtype=pl.String),

@@ -13,10 +13,10 @@ the same rows, none of the framework. What it does, stage by stage:
 * validate: the rules of ``schemas/envelope.py`` (wire types, required, 24-hex ``key``, lengths,
   ``v == 1``) checked directly with pyarrow.compute / Python type scans — not pandera — with every
   reason of a record counted, as the pipeline's lazy validation does;
-* normalize: timestamps with ``transforms.timestamps.convert_epochs`` (already a numpy function);
+* normalize: timestamps with ``transforms.core.timestamps.convert_epochs`` (already a numpy function);
   URLs on the distinct values only, with pyarrow.compute regexes for the simple shapes (web URL
-  with an ASCII host, deep link, no scheme) and ``transforms.urls.normalize_url`` for the rest;
-  labels with a specialised per-row loop that follows ``transforms/labels.py`` (money via its
+  with an ASCII host, deep link, no scheme) and ``transforms.stages.urls.normalize_url`` for the rest;
+  labels with a specialised per-row loop that follows ``transforms/stages/labels.py`` (money via its
   ``to_money``, cached per distinct value) and builds the Arrow list columns from flat buffers;
 * dedupe: eventId dictionary codes, ``numpy.lexsort`` by (eventId, event time, input position),
   first of each group wins; a loser is an exact duplicate when its raw bytes equal the winner's,
@@ -58,9 +58,10 @@ from schemas.envelope import (  # noqa: E402
     STRING,
     UNSPLIT_ID_EVENTS,
 )
-from transforms.labels import label_text, to_money  # noqa: E402
-from transforms.timestamps import TimestampPolicy, convert_epochs, parse_instant, to_micros  # noqa: E402
-from transforms.urls import WEB_SCHEMES, normalize_url  # noqa: E402
+from transforms.core.settings import TimestampPolicy, parse_instant, to_micros  # noqa: E402
+from transforms.core.timestamps import convert_epochs
+from transforms.stages.labels import label_text, to_money  # noqa: E402
+from transforms.stages.urls import WEB_SCHEMES, normalize_url  # noqa: E402
 
 BOM = b"\xef\xbb\xbf"
 FIELDS = [f.name for f in ENVELOPE]
@@ -351,7 +352,7 @@ def _text(value):
 
 
 def _id_items(raw, split: bool) -> tuple[list[str], bool]:
-    """As ``transforms.labels._id_items``."""
+    """As ``transforms.stages.labels._id_items``."""
     t = type(raw)
     if t is str:
         if split and _SEPARATORS.search(raw):
@@ -378,7 +379,7 @@ def _id_items(raw, split: bool) -> tuple[list[str], bool]:
 
 
 def normalize_labels(datas: list, names: list) -> tuple[dict[str, pa.Array], Counter]:
-    """ids / transId / value / labels / quality_flags columns, as ``transforms.labels.normalize_labels``."""
+    """ids / transId / value / labels / quality_flags columns, as ``transforms.stages.labels.normalize_labels``."""
     ids_flat: list[str] = []
     ids_off = [0]
     trans: list = []
@@ -525,7 +526,7 @@ def run(args: argparse.Namespace) -> dict:
     ok, typed, reasons = validate(p)
     lap("validate")
 
-    # timestamps (the valid records only), as transforms.normalize: float64 epochs, NaN = missing
+    # timestamps (the valid records only), as transforms.stages.normalize: float64 epochs, NaN = missing
     valid = np.flatnonzero(ok)
     epochs = typed["timestamp"].take(pa.array(valid)).fill_null(np.nan).to_numpy(zero_copy_only=False)
     micros, status = convert_epochs(epochs, policy)

@@ -3,11 +3,11 @@
     python -m pipeline.costs [--write]   # the tables of docs/dataflow.md and README's Pub/Sub section
                                          # (--write: into them; a test keeps them equal)
 
-The BigQuery side follows the statements of the write transaction (``transforms.bq_merge``) and
+The BigQuery side follows the statements of the write transaction (``transforms.bigquery.merge``) and
 BigQuery's rules for bytes processed (https://cloud.google.com/bigquery/docs/reference/standard-sql/
 data-types#data_type_sizes: STRING 2 bytes + its UTF-8 length, INT64 and TIMESTAMP 8, NUMERIC 16,
 BOOL 1, NULL 0, a STRUCT or ARRAY the sum of what it holds); the row sizes are measured on the
-bundled example export, normalized by the importer. The Dataflow side follows ``transforms.sizing``
+bundled example export, normalized by the importer. The Dataflow side follows ``transforms.core.sizing``
 (buckets, flushes). Prices are list prices in us-central1 / the US multi-region at the time of
 writing; check the pricing pages before you rely on them.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms import sizing
+from transforms.core import sizing
 
 TIB = 1 << 40
 GIB = 1 << 30
@@ -222,7 +222,7 @@ def render(sizes: RowSizes | None = None) -> str:
 
 def stream_merge_bytes(sizes: RowSizes, events_per_day: int, interval: float, margin: float = 120.0,
                        days_in_window: int = 1) -> dict[str, float]:
-    """Bytes a Pub/Sub import's MERGEs process in a day (``transforms.landing_merge``), one every
+    """Bytes a Pub/Sub import's MERGEs process in a day (``transforms.bigquery.landing_merge``), one every
     ``interval`` seconds: each reads the landing rows of its window (the hour partitions it touches,
     whole: ``1 + (interval + margin) / 3600`` of them on average), and the ids of the days its rows are
     under (``days_in_window`` day partitions of the ids table, whole)."""

@@ -13,14 +13,14 @@ import orjson
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.options import CheckedOptions
-from transforms.payloads import bound_payloads
-from transforms.read import ReadLimits
-from transforms.read_pubsub import ImportSubscription
-from transforms.records import ImportContext
-from transforms.sizing import derive_buckets, estimated_events
-from transforms.sources import ReadTask
-from transforms.stages import DedupeEvents, ReadValidateNormalize
-from transforms.write_files import ImportOutputs
+from transforms.core.payloads import bound_payloads
+from transforms.core.records import ImportContext
+from transforms.core.settings import ReadLimits
+from transforms.core.sizing import derive_buckets, estimated_events
+from transforms.files.write import ImportOutputs
+from transforms.pubsub.subscription import ImportSubscription
+from transforms.sources.files import ReadTask
+from transforms.stages.dofns import DedupeEvents, ReadValidateNormalize
 
 log = logging.getLogger("importer")
 
@@ -89,7 +89,7 @@ def shuffle_folder(work_dir: str, local_runner: bool) -> str | None:
 
 def with_derived_buckets(opts: CheckedOptions, files: list[tuple[str, int]], local_runner: bool) -> CheckedOptions:
     """``opts`` with the dedupe's bucket count derived from the input files' ``(uri, size)`` when
-    ``--buckets`` was not given (``transforms.sizing``). Resolved before the pipeline is built: the
+    ``--buckets`` was not given (``transforms.core.sizing``). Resolved before the pipeline is built: the
     sinks name their row files after the bucket count."""
     if opts.buckets is not None:
         return opts
@@ -147,7 +147,7 @@ def _write_counts(counts: beam.PCollection, prefix: str) -> None:
 
 def build_subscription_pipeline(p: beam.Pipeline, opts: CheckedOptions, ctx: ImportContext,
                                 accounting_prefix: str, local: bool) -> None:
-    """Add a Pub/Sub import to ``p``: the subscription read, landed and MERGEd (see transforms.read_pubsub)."""
+    """Add a Pub/Sub import to ``p``: the subscription read, landed and MERGEd (see transforms.pubsub.subscription)."""
     counts = p | "ImportSubscription" >> ImportSubscription(opts.stream, opts.target, ctx, opts.policy, local,
                                                                    opts.row_policy)
     if counts is None:  # a streaming job never ends: its accounting is its metrics

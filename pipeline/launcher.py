@@ -32,16 +32,15 @@ from pipeline.graph import (
 from pipeline.interrupts import Interrupted, interruptible
 from pipeline.local_runner import configure_logging, local_runner_defaults, warm_runner
 from pipeline.options import CheckedOptions, check_options, normalize_argv
-from pipeline.target import claim_run, prepare_target, release_run, settle_interrupted
 from rlvt_own_packages import problems as foreign_package_problems
-from transforms.bq_client import TargetError
-from transforms.day_counts import with_day_counts
-from transforms.records import ImportContext
-from transforms.runners import is_local_runner
-from transforms.sources import REPLAY_FORMAT, InputError, expand_patterns, plan_reads
-from transforms.timestamps import to_micros
-from transforms.write_bigquery import WriteBigQuery
-from transforms.write_files import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
+from transforms.bigquery.client import TargetError
+from transforms.bigquery.target import claim_run, prepare_target, release_run, settle_interrupted
+from transforms.bigquery.write import WriteBigQuery
+from transforms.core.records import ImportContext
+from transforms.core.settings import is_local_runner, to_micros
+from transforms.files.write import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
+from transforms.sources.files import REPLAY_FORMAT, InputError, expand_patterns, plan_reads
+from transforms.stages.day_counts import with_day_counts
 
 log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET, EXIT_UNUSABLE = 0, 1, 2, 3, 4
@@ -167,7 +166,7 @@ def _is_target_failure(err: BaseException) -> bool:
 def _remove_work_files(work_dir: str) -> None:
     """Staged and shuffled rows are not needed once the run is over (success or not). A cleanup that
     fails must not hide how the run ended: it is logged with the folder to remove by hand."""
-    from transforms.workfiles import remove_tree
+    from transforms.core.workfiles import remove_tree
 
     for name in ("staging", "shuffle"):
         path = FileSystems.join(work_dir, name)
@@ -189,7 +188,7 @@ def _remove_examples(accounting_prefix: str) -> None:
 
 def _remove_work_folder(path: str) -> None:
     """The run's whole work folder (what is left: the accounting), once the report is built."""
-    from transforms.workfiles import remove_tree
+    from transforms.core.workfiles import remove_tree
 
     try:
         remove_tree(path)
@@ -344,7 +343,7 @@ def unusable_files(report: dict) -> dict[str, str]:
     """Files that gave no usable record, and why: every record rejected (a wrong export, a wrong
     --input_format…), or a ``.json`` file that is not JSON. Each makes the run exit 4: a run that
     loads nothing of a file is not a success, even when every record is accounted for."""
-    from transforms.read import NOT_JSON
+    from transforms.sources.read import NOT_JSON
 
     out = {}
     for uri, entry in report["files"].items():

@@ -2,7 +2,7 @@
 
 For a streaming import run with ``--merge_interval_seconds 0`` (the stream only lands rows), run this
 on a schedule (deploy/scheduler/merge_landed.sh: a Cloud Run job started by Cloud Scheduler; or a
-cron line). Each run MERGEs the rows landed since the landing table's mark (transforms.landing_merge),
+cron line). Each run MERGEs the rows landed since the landing table's mark (transforms.bigquery.landing_merge),
 in the same transaction as any import into that table, so it may run beside a stream or an import.
 
     python -m pipeline.merge_landed --output_table P.D.T [--landing_table P.D.T] [--bigquery_endpoint URL]
@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 
 from pipeline.cli import StrictParser
+from transforms.bigquery.client import connect
 
 EXIT_OK, EXIT_USAGE, EXIT_TARGET = 0, 2, 3
 
@@ -43,9 +44,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from pipeline.options import RUN_ID_PATTERN
-    from pipeline.target import claim_run, prepare_target, release_run
-    from transforms.bq_client import BigQueryTarget, TableRef, TargetError
-    from transforms.landing_merge import merge_landed
+    from transforms.bigquery.client import TargetError
+    from transforms.bigquery.landing_merge import merge_landed
+    from transforms.bigquery.target import claim_run, prepare_target, release_run
+    from transforms.core.settings import BigQueryTarget, TableRef
 
     started = datetime.now(UTC)
     try:
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepare_target(target, landing)
         claim_run(target, run_id, launch)
-        bq = target.connect()
+        bq = connect(target)
         try:
             result = merge_landed(bq, landing, target, run_id, launch, started)
         finally:

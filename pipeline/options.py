@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from schemas.envelope import DATASOURCE_ID_PATTERN
-from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.payloads import PAYLOADS_DIR
-from transforms.privacy import PSEUDONYMIZABLE
-from transforms.read_pubsub import StreamSettings
-from transforms.row_policy import RowPolicy
-from transforms.runners import is_local_runner
-from transforms.sources import FORMATS
-from transforms.timestamps import TimestampPolicy, parse_instant
+from transforms.core.settings import (
+    FORMATS,
+    PAYLOADS_DIR,
+    PSEUDONYMIZABLE,
+    BigQueryTarget,
+    RowPolicy,
+    StreamSettings,
+    TableRef,
+    TimestampPolicy,
+    is_local_runner,
+    parse_instant,
+)
 
 DAY_MICROS = 86_400_000_000
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
@@ -234,7 +238,7 @@ class CheckedOptions:
     split_bytes: int
     run_id: str | None
     row_policy: RowPolicy
-    dead_letter_payloads: str | None = None  # where whole payloads too large for a dead letter go (transforms.payloads)
+    dead_letter_payloads: str | None = None  # whole payloads too large for a dead letter (core.payloads)
     overwrite: bool = False
     report_html: str | None = None
     runs_table: TableRef | None = None  # None: OUTPUT_TABLE_runs (pipeline.run_history)
@@ -317,7 +321,9 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
         raise ValueError(f"--pseudonymize takes {', '.join(PSEUDONYMIZABLE)}; not {', '.join(unknown)}")
     row_policy = RowPolicy(drop_bots=o.drop_bots, pseudonymize=pseudonymize, hash_key_env=o.hash_key_env,
                            hash_key_secret=o.hash_key_secret, redact_dead_letters=o.redact_dead_letters)
-    row_policy.check_key(opts)  # fail now, with what to do, rather than in every worker
+    from transforms.stages.row_policy import check_key  # the workers' own key loader
+
+    check_key(row_policy, opts)  # fail now, with what to do, rather than in every worker
     if o.split_bytes and o.split_bytes < o.max_line_bytes:
         raise ValueError("--split_bytes must be 0 or at least --max_line_bytes")
     payloads = o.dead_letter_payloads

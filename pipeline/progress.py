@@ -1,6 +1,6 @@
 """What a person watching an import sees while it works: the read against its total, then each phase.
 
-The workers tell their progress as log lines (``transforms.progress``); the launcher takes them out of
+The workers tell their progress as log lines (``transforms.core.progress``); the launcher takes them out of
 the log here and shows them: on a terminal, a bar (tqdm) with bytes read of the input's total,
 percent, rate and records, then one line per phase as it starts and ends (dedupe, staging or writing
 the rows, load, MERGE); elsewhere (a file, CI, a scheduler), a plain log line every
@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from transforms.progress import PREFIX, task_key
+from transforms.core.progress import PREFIX, task_key
 
 log = logging.getLogger("importer")
 

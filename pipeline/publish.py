@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 
 from pipeline.cli import StrictParser
-from transforms.read import ReadLimits, read_task
-from transforms.records import ImportContext, LineBatch
-from transforms.sources import expand_patterns, plan_reads
+from transforms.core.records import ImportContext, LineBatch
+from transforms.core.settings import ReadLimits
+from transforms.sources.files import expand_patterns, plan_reads
+from transforms.sources.read import read_task
 
 
 def ensure_topic_and_subscription(topic: str, subscription: str | None, ack_deadline: int = 30) -> None:

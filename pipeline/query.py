@@ -15,8 +15,8 @@ from decimal import Decimal
 import orjson
 
 from pipeline.cli import StrictParser
-from transforms.bq_client import BigQuerySession, make_client
-from transforms.bq_tables import query
+from transforms.bigquery.client import BigQuerySession, make_client
+from transforms.bigquery.tables import query
 
 
 def _json_value(value: object) -> object:

@@ -9,7 +9,7 @@ The raw payloads (exact bytes, from ``raw_payload_base64`` when set) are written
 one record, with its lineage), which is then imported like any export: rows already in the target
 stay single (the MERGE), records rejected again are dead-lettered again with the new run id, and the
 report accounts for every one. Each record keeps its dead letter's lineage: source file, line, index
-in a JSON array, Pub/Sub message id and attributes, and ``datasourceId`` (``transforms.read.
+in a JSON array, Pub/Sub message id and attributes, and ``datasourceId`` (``transforms.sources.read.
 read_replay``). Redacted dead letters hold no payload and are skipped (and counted).
 """
 
@@ -29,17 +29,18 @@ from google.api_core.exceptions import GoogleAPIError
 from pipeline.cli import StrictParser, UsageError, check_flags, replay_import_help, replay_own_flags
 from pipeline.launcher import main as import_main
 from pipeline.options import normalize_argv
-from transforms.bq_client import TableRef, TargetError, make_client
-from transforms.bq_tables import query
-from transforms.sources import REPLAY_FORMAT, InputError, expand_patterns
+from transforms.bigquery.client import TargetError, make_client
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
+from transforms.sources.files import REPLAY_FORMAT, InputError, expand_patterns
 
 
 def payload(dead: dict) -> bytes | None:
     """The exact bytes of a dead letter's record, or None when it was redacted. A payload too large for
-    its row is read whole from where the import stored it (``raw_payload_uri``, ``transforms.payloads``)."""
+    its row is read whole from where the import stored it (``raw_payload_uri``, ``transforms.core.payloads``)."""
     if dead.get("raw_payload_uri"):
         if not re.fullmatch(r"[0-9a-f]{40}\.payload", dead["raw_payload_uri"].rsplit("/", 1)[-1]):
-            # only a file the import wrote (transforms.payloads): a dead letter edited to name another file
+            # only a file the import wrote (transforms.core.payloads): a dead letter edited to name another file
             # must not make a replay read it into the tables
             raise ValueError(f"raw_payload_uri {dead['raw_payload_uri']!r} does not name a payload file the "
                              f"import wrote (HEX40.payload)")
@@ -68,7 +69,7 @@ def events_table_of(dead_letter_table: str) -> str:
 
 
 LINEAGE = ("source_uri", "source_line", "source_index", "source_message_id", "source_attributes", "datasource_id")
-"""What a replayed record keeps of its dead letter (``transforms.read.read_replay``)."""
+"""What a replayed record keeps of its dead letter (``transforms.sources.read.read_replay``)."""
 
 
 def replay_line(dead: dict, data: bytes) -> bytes:
@@ -102,7 +103,7 @@ def from_table(table: str, endpoint: str | None, reason: str | None, run_id: str
     if source:
         where.append("source_uri = @source")
         params["source"] = source
-    from transforms.bq_client import BigQuerySession
+    from transforms.bigquery.client import BigQuerySession
 
     session = BigQuerySession(make_client(ref.project, endpoint), 60.0)
     try:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         path = Path(folder) / f"replayed-dead-letters.{REPLAY_FORMAT}"
-        # grouped by origin, so that the records of one file read as one source (transforms.read.read_replay)
+        # grouped by origin, so that the records of one file read as one source (transforms.sources.read.read_replay)
         payloads.sort(key=lambda rp: rp[0].get("source_uri") or "")
         path.write_bytes(b"".join(replay_line(r, p) for r, p in payloads))
         print(f"replaying {len(payloads)} dead letter(s)", file=sys.stderr)

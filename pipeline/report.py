@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, date, datetime
 
-from transforms.day_counts import ALL_FILES, DAY_METRIC, MAX_METRIC, MIN_METRIC
+from transforms.stages.day_counts import ALL_FILES, DAY_METRIC, MAX_METRIC, MIN_METRIC
 
 OUTCOMES = ("loaded", "already_present", "duplicate_exact", "duplicate_conflicting", "dead_lettered",
             "filtered_bot", "returned_unacked")
@@ -36,7 +36,7 @@ def event_days(report: dict) -> dict[tuple[date, str], int]:
 
 def assemble(counts: list[tuple[str, str, int]], files: list[str]) -> dict:
     """Per-file and total accounting from summed ``(uri, metric, n)`` counts; the rows kept per event
-    day and key (``transforms.day_counts``) as ``event_days`` ({day: {key: n}}) and their first and
+    day and key (``transforms.stages.day_counts``) as ``event_days`` ({day: {key: n}}) and their first and
     last event time as ``event_time``."""
     per_file: dict[str, dict] = defaultdict(_file_entry)
     for uri in files:

@@ -4,13 +4,13 @@ At the end of every run that reaches its report (file or subscription import, lo
 the launcher waits for the job, then writes), ``finish``
 
 1. checks the completeness of the imported history (``pipeline.gaps``): the rows kept per event day
-   and key (``transforms.day_counts``; for a subscription, the rows the run wrote, read back from
+   and key (``transforms.stages.day_counts``; for a subscription, the rows the run wrote, read back from
    the events table) against the neighbouring days and what the events table already held;
 2. writes the HTML report (``pipeline.report_html``) when asked or beside ``--report_path``;
 3. writes the run record: with the BigQuery sink, one row appended to the runs table; with the file
    sink, ``import_run.json`` in ``--output_dir``. Written once per launch of a run: the row is loaded
    into a staging table and copied by ``INSERT … SELECT … WHERE NOT EXISTS (run_id, launch)``, both
-   jobs with deterministic ids (``transforms.bq_jobs.run_step``), so a retried write attaches to the
+   jobs with deterministic ids (``transforms.bigquery.jobs.run_step``), so a retried write attaches to the
    jobs already submitted and, whatever happened before, never adds a second row.
 
 Not to be confused with ``<events table>__runs`` (two underscores): the write path's claim/lock table,
@@ -35,8 +35,9 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import gaps as gap_check
 from pipeline import report as run_report
 from schemas.run_history import COUNT_FIELDS, RUN_HISTORY_SCHEMA
-from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.records import PROCESSOR
+from transforms.bigquery.client import connect
+from transforms.core.records import PROCESSOR
+from transforms.core.settings import BigQueryTarget, TableRef
 
 log = logging.getLogger("importer")
 
@@ -189,11 +190,10 @@ def html_path(checked) -> str | None:
 def table_day_counts(target: BigQueryTarget, run_id: str, first: date, last: date) -> dict[tuple[date, str], tuple]:
     """``{(day, key): (rows, of which written by run_id)}`` of the events table, for the span and
     ``CONTEXT_DAYS`` either side (a partition-filtered read of ``timestamp``, ``key``, ``import_run_id``)."""
-    from transforms import bq_tables
-
+    from transforms.bigquery import tables as bq_tables
     lo = datetime.combine(first - timedelta(days=CONTEXT_DAYS), datetime.min.time(), UTC)
     hi = datetime.combine(last + timedelta(days=CONTEXT_DAYS + 1), datetime.min.time(), UTC)
-    bq = target.connect()
+    bq = connect(target)
     try:
         rows = bq_tables.query(
             bq, f"SELECT DATE(timestamp) AS day, key, COUNT(*) AS n, COUNTIF(import_run_id = @run) AS ours "
@@ -211,9 +211,8 @@ def run_day_counts(target: BigQueryTarget, landing: TableRef, run_id: str,
     run started (the landing table is partitioned on ``landed_at``; the events table would be read
     whole: its partitions are event days, which a subscription run does not know in advance). A
     message delivered twice lands twice: events are counted once per ``eventId``."""
-    from transforms import bq_tables
-
-    bq = target.connect()
+    from transforms.bigquery import tables as bq_tables
+    bq = connect(target)
     try:
         rows = bq_tables.query(
             bq, f"SELECT DATE(timestamp) AS day, key, COUNT(DISTINCT eventId) AS n, MIN(timestamp) AS first, "
@@ -235,11 +234,10 @@ def _as_date(value) -> date:
 def write_row(target: BigQueryTarget, runs: TableRef, record: dict) -> bool:
     """Append ``record`` to ``runs`` unless the table has its (run_id, launch) already; True when this
     call added it. Safe to repeat: both jobs have ids derived from the run, its launch and the step."""
-    from transforms import bq_tables
-
+    from transforms.bigquery import tables as bq_tables
     run_id, launch = record["run_id"], record["launch"]
     staging = runs.sibling(f"{runs.table}__stage_{launch}")
-    bq = target.connect()
+    bq = connect(target)
     try:
         bq_tables.ensure_dataset(bq, runs, target.location)
         bq_tables.ensure_table(bq, runs, RUN_HISTORY_SCHEMA, f"One row per import run into {target.events} "
@@ -275,9 +273,8 @@ def dead_letter_examples(report: dict, checked, run_id: str, limit: int = 50) ->
     if not codes or checked.dry_run:
         return {}
     if checked.target is not None:
-        from transforms import bq_tables
-
-        bq = checked.target.connect()
+        from transforms.bigquery import tables as bq_tables
+        bq = connect(checked.target)
         try:
             rows = bq_tables.query(
                 bq, f"SELECT r.code AS code, MIN(IFNULL(raw_payload, raw_payload_base64)) AS example "
@@ -286,7 +283,7 @@ def dead_letter_examples(report: dict, checked, run_id: str, limit: int = 50) ->
         finally:
             bq.close()
         return {r["code"]: r["example"] for r in rows if r["example"] is not None}
-    from transforms.write_files import DEAD_LETTERS_PREFIX
+    from transforms.files.write import DEAD_LETTERS_PREFIX
 
     out: dict[str, str] = {}
     for result in FileSystems.match([FileSystems.join(checked.output_dir, DEAD_LETTERS_PREFIX + "*")]):

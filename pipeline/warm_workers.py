@@ -204,11 +204,11 @@ def _run_worker(worker_main, conn: socket.socket, env: dict, cwd: str, fds: list
 def _import_stages() -> None:
     """What a worker's first bundle would import (the stages, their libraries, the pandera model),
     then the worker's collector settings (``prepare_worker_gc``: ``gc.freeze`` before forking)."""
-    import transforms.stages  # noqa: F401  (pyarrow, polars, Beam's transforms)
-    import transforms.write_bigquery  # noqa: F401
-    import transforms.write_files  # noqa: F401
+    import transforms.bigquery.write  # noqa: F401
+    import transforms.files.write  # noqa: F401
+    import transforms.stages.dofns  # noqa: F401  (pyarrow, polars, Beam's transforms)
     from schemas.validation import envelope_schema
-    from transforms.records import prepare_worker_gc
+    from transforms.core.records import prepare_worker_gc
 
     envelope_schema()
     prepare_worker_gc()

@@ -299,7 +299,7 @@ CONFLICT_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("detected_at", "timestamp", "When the import run started (UTC).", required=True),
 )
 
-# The companion tables of an events table (transforms.bq_merge): which eventIds are stored, under which event
+# The companion tables of an events table (transforms.bigquery.merge): which eventIds are stored, under which event
 # time (so an id is found whatever time it comes back with), and the runs that write the table.
 IDS_COLUMNS: tuple[OutputColumn, ...] = (
     OutputColumn("eventId", "string", "An eventId stored in the events table (clustered on it).", required=True),

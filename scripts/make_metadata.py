@@ -108,7 +108,7 @@ def pipeline_flags() -> list[argparse.Action]:
 
 
 def _table_regex() -> str:
-    from transforms.bq_client import _FULL  # the pipeline's own table-name rule
+    from transforms.core.settings import _FULL  # the pipeline's own table-name rule
 
     return re.sub(r"\(\?P<\w+>", "(?:", _FULL.pattern)  # named groups: Python-only syntax
 
@@ -120,7 +120,7 @@ def _datasource_regex() -> str:
 
 
 def _columns_regex() -> str:
-    from transforms.privacy import PSEUDONYMIZABLE
+    from transforms.core.settings import PSEUDONYMIZABLE
 
     one = "(" + "|".join(re.escape(c) for c in PSEUDONYMIZABLE) + ")"
     return f"^({one}(,{one})*)?$"

@@ -1,7 +1,7 @@
 """Mutation testing of the pure modules with mutmut 3, each module against its own unit tests.
 
     ./run.sh mutate                          every module below
-    ./run.sh mutate transforms/urls.py …     some of them
+    ./run.sh mutate transforms/stages/urls.py …     some of them
     ./run.sh mutate --list                   the modules and their test files
 
 For each module a work folder ``mutants/<module>/`` gets a copy of the packages and of that module's
@@ -67,15 +67,15 @@ class Target:
 
 VALIDATION_TESTS = ("tests/test_parse_validate.py", "tests/test_validation_rules.py")
 TARGETS = (
-    Target("transforms/timestamps.py", ("tests/test_timestamps.py",)),
-    Target("transforms/urls.py", ("tests/test_urls.py",)),
-    Target("transforms/labels.py", ("tests/test_labels.py",)),
-    Target("transforms/dedupe.py", ("tests/test_dedupe.py",)),
+    Target("transforms/core/timestamps.py", ("tests/test_timestamps.py",)),
+    Target("transforms/stages/urls.py", ("tests/test_urls.py",)),
+    Target("transforms/stages/labels.py", ("tests/test_labels.py",)),
+    Target("transforms/stages/dedupe.py", ("tests/test_dedupe.py",)),
     Target("schemas/validation.py", VALIDATION_TESTS),
-    Target("transforms/validate.py", VALIDATION_TESTS),
-    Target("transforms/privacy.py", ("tests/test_privacy_agents.py",)),
-    Target("transforms/agents.py", ("tests/test_privacy_agents.py",)),
-    Target("transforms/sizing.py", ("tests/test_sizing.py",)),
+    Target("transforms/stages/validate.py", VALIDATION_TESTS),
+    Target("transforms/stages/privacy.py", ("tests/test_privacy_agents.py",)),
+    Target("transforms/stages/agents.py", ("tests/test_privacy_agents.py",)),
+    Target("transforms/core/sizing.py", ("tests/test_sizing.py",)),
     # summary() is the printed text; assemble() is the accounting every report rests on
     Target("pipeline/report.py", ("tests/test_report.py",), ("assemble", "_file_entry")),
 )
@@ -101,7 +101,7 @@ def changed_lines(diff: str) -> tuple[str, str]:
 
 
 def function_of(mutant: str) -> str:
-    """``transforms.urls.x_normalize_url__mutmut_3`` → ``normalize_url``; a method (mutmut's
+    """``transforms.stages.urls.x_normalize_url__mutmut_3`` → ``normalize_url``; a method (mutmut's
     ``xǁClassǁmethod``) → ``Class.method``."""
     name = mutant.partition("__mutmut_")[0].rpartition(".")[2]
     if name.startswith("xǁ"):

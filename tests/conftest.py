@@ -113,12 +113,12 @@ class Emulator:
         self.start()
 
     def client(self):
-        from transforms.bq_client import make_client
+        from transforms.bigquery.client import make_client
 
         return ShortRetries(make_client(self.project, self.endpoint))
 
     def session(self):
-        from transforms.bq_client import BigQuerySession
+        from transforms.bigquery.client import BigQuerySession
 
         return BigQuerySession(self.client(), TEST_CALL_SECONDS)
 

@@ -2,7 +2,7 @@
 
 Both are compared with the pipeline itself by ``bench/check_same_rows.py`` (200k and 1M events); these
 tests keep them honest between benchmark runs, in process and in seconds: their URL fast paths against
-``transforms.urls.normalize_url``, and the two of them against each other on a generated export (same
+``transforms.stages.urls.normalize_url``, and the two of them against each other on a generated export (same
 rows, same counts, every reason).
 """
 

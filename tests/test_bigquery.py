@@ -14,8 +14,8 @@ from pipeline.launcher import run
 from schemas.bigquery import CLUSTER_COLUMNS, EVENTS_SCHEMA
 from tests.conftest import ROOT, free_port
 from tests.factory import BASE_MS, DATASOURCE, envelope, line, write_ndjson
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
 FAST = ["--direct_num_workers=1"]

@@ -1,4 +1,4 @@
-"""Values BigQuery would refuse (transforms/bigquery_values.py): what the local emulator does with each
+"""Values BigQuery would refuse (transforms/core/bigquery_values.py): what the local emulator does with each
 class when it reaches it raw, and that the importer dead-letters (or flags) every one before any load,
 so that one such value never fails the load or MERGE of a whole import."""
 
@@ -15,15 +15,14 @@ from google.api_core.exceptions import BadRequest
 
 from pipeline.launcher import run
 from tests.factory import BASE_MS, KEY, envelope, line, write_ndjson
-from transforms.bigquery_values import MAX_STREAM_ROW_BYTES, ROW_OVERHEAD_BYTES
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
-from transforms.landing import append_dead_letters
-from transforms.messages import Message, process_messages
-from transforms.parse import parse_lines
-from transforms.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
-from transforms.timestamps import TimestampPolicy
-from transforms.validate import validate_batch
+from transforms.bigquery.landing import append_dead_letters
+from transforms.bigquery.tables import query
+from transforms.core.bigquery_values import MAX_STREAM_ROW_BYTES, ROW_OVERHEAD_BYTES
+from transforms.core.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
+from transforms.core.settings import TableRef, TimestampPolicy
+from transforms.pubsub.messages import Message, process_messages
+from transforms.stages.parse import parse_lines
+from transforms.stages.validate import validate_batch
 
 CTX = ImportContext(run_id="bq-values", started_micros=BASE_MS * 1000)
 POLICY = TimestampPolicy("auto", 946_684_800_000_000, (BASE_MS + 86_400_000) * 1000)
@@ -180,8 +179,7 @@ def test_a_dead_letter_always_fits_an_insertall_row(bigquery_emulator):
     """A 6 MiB message of invalid UTF-8 used to make a dead letter of about 26 MB (the text with
     replacement characters and the base64): the landing refused it and the stream stalled on it."""
     from schemas.bigquery import DEAD_LETTER_TABLE_SCHEMA
-    from transforms import bq_tables
-
+    from transforms.bigquery import tables as bq_tables
     ref = TableRef.parse("local-project.bq_values_stream.events_dead_letters")
     session = bigquery_emulator.session()
     bq_tables.ensure_dataset(session, ref)
@@ -198,7 +196,7 @@ def test_a_dead_letter_always_fits_an_insertall_row(bigquery_emulator):
 
 def test_a_non_finite_value_shows_as_itself_in_the_reason_not_as_null():
     """orjson writes NaN and ±Infinity as null: the reason's excerpt would then hide the offending value."""
-    from transforms.records import reason
+    from transforms.core.records import reason
 
     assert [reason("timestamp:not_finite", "m", "timestamp", v)["value"] for v in (math.nan, math.inf, -math.inf)] \
         == ["NaN", "Infinity", "-Infinity"]

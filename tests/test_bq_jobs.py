@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from transforms import bq_jobs
-from transforms.bq_client import TableRef
-from transforms.bq_merge import WriteTables, insert_new_rows_script
-from transforms.bq_tables import MAX_SOURCE_URIS, source_uris
-from transforms.write_bigquery import EVENT_COLUMNS
+from transforms.bigquery import jobs as bq_jobs
+from transforms.bigquery.merge import WriteTables, insert_new_rows_script
+from transforms.bigquery.tables import MAX_SOURCE_URIS, source_uris
+from transforms.bigquery.write import EVENT_COLUMNS
+from transforms.core.settings import TableRef
 
 
 def test_job_ids_are_the_same_for_every_execution_of_one_step_and_valid():

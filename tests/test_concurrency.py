@@ -17,12 +17,12 @@ import orjson
 import pytest
 
 from pipeline.launcher import run
-from pipeline.target import prepare_target
 from tests.conftest import ROOT
 from tests.factory import DATASOURCE, envelope, line, write_ndjson
 from tests.fault_proxy import Fault, FaultProxy, is_merge
-from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.bq_tables import ensure_dataset, query
+from transforms.bigquery.tables import ensure_dataset, query
+from transforms.bigquery.target import prepare_target
+from transforms.core.settings import BigQueryTarget, TableRef
 
 pytestmark = pytest.mark.emulator
 

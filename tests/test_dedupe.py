@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.arrow import ROW_SCHEMA
-from transforms.dedupe import (
+from transforms.core.records import ImportContext, RecordBatch
+from transforms.core.settings import TimestampPolicy
+from transforms.stages.dedupe import (
     bucket_of,
     gather_by_bucket,
     read_bucket_batches,
@@ -25,9 +27,7 @@ from transforms.dedupe import (
     split_into_buckets,
     write_bucket_file,
 )
-from transforms.normalize import normalize_batch
-from transforms.records import ImportContext, RecordBatch
-from transforms.timestamps import TimestampPolicy
+from transforms.stages.normalize import normalize_batch
 
 CTX = ImportContext("run-dedupe", 1_764_000_000_000_000, "5f0c2a9e8b3d4c1a2b3c4d5e")
 KEY = "61a095fdd8d2e20011544831"
@@ -111,7 +111,7 @@ def test_bucket_numbers_are_the_same_in_another_process() -> None:
     here = bucket_of(pa.array(ids), 64).tolist()
     code = (
         "import sys, json, pyarrow as pa\n"
-        "from transforms.dedupe import bucket_of\n"
+        "from transforms.stages.dedupe import bucket_of\n"
         "print(json.dumps(bucket_of(pa.array(json.loads(sys.argv[1])), 64).tolist()))\n"
     )
     import json

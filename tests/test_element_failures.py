@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.factory import envelope, line
-from transforms.normalize import normalize_batch
-from transforms.parse import check_objects, parse_lines, split_json_array
-from transforms.read import Count, FileError, ReadLimits, read_task
-from transforms.records import ImportContext, LineBatch, RecordBatch
-from transforms.sources import ReadTask
-from transforms.timestamps import TimestampPolicy
-from transforms.validate import validate_batch
+from transforms.core.records import ImportContext, LineBatch, RecordBatch
+from transforms.core.settings import ReadLimits, TimestampPolicy
+from transforms.sources.files import ReadTask
+from transforms.sources.read import Count, FileError, read_task
+from transforms.stages.normalize import normalize_batch
+from transforms.stages.parse import check_objects, parse_lines, split_json_array
+from transforms.stages.validate import validate_batch
 
 CTX = ImportContext(run_id="t", started_micros=1_763_000_000_000_000)
 POLICY = TimestampPolicy(max_micros=2**62)
@@ -250,15 +250,15 @@ def test_parquet_decimals_and_dates_in_data_are_json(tmp_path):
                                                   {"key": "raw", "value": "/w=="}]]
 
 
-# --- payloads over the limit, stored whole while they are read (transforms/payloads.py) ------------------------
+# --- payloads over the limit, stored whole while they are read (transforms/core/payloads.py) ------------------------
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(min_size=0, max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=8),
        st.integers(1, 16), st.integers(1, 20))
 def test_every_long_line_is_stored_whole_whatever_the_blocks(tmp_path_factory, lines, block, max_line):
     import io
 
-    from transforms import read as read_module
-    from transforms.payloads import PayloadSpill
+    from transforms.core.payloads import PayloadSpill
+    from transforms.sources import read as read_module
 
     folder = tmp_path_factory.mktemp("spill")
     saved, read_module.BLOCK = read_module.BLOCK, block
@@ -281,7 +281,7 @@ def test_every_long_line_is_stored_whole_whatever_the_blocks(tmp_path_factory, l
 
 
 def test_csv_rows_and_json_elements_over_the_limit_are_stored_whole(tmp_path):
-    from transforms.payloads import exact_bytes
+    from transforms.core.payloads import exact_bytes
 
     header = "key,tmpId,eventId,name,url,v,timestamp,data"
     long_row = f'{KEY},t,e1,page_view,https://x/,1,1763000000000,"{{""a"":""{"y" * 500}""}}"'
@@ -324,8 +324,8 @@ def test_a_payload_larger_than_any_bigquery_row_is_not_stored(tmp_path):
     take, so the spill gives up past its limit and removes what it wrote."""
     import io
 
-    from transforms import read as read_module
-    from transforms.payloads import PayloadSpill
+    from transforms.core.payloads import PayloadSpill
+    from transforms.sources import read as read_module
 
     spilled = []
 
@@ -341,7 +341,7 @@ def test_a_payload_larger_than_any_bigquery_row_is_not_stored(tmp_path):
 def test_two_payloads_of_one_origin_are_stored_apart(tmp_path):
     """A replay can reject two edited versions of one record (same file, line and index): named by their
     content, neither overwrites the other."""
-    from transforms.payloads import bound_payloads
+    from transforms.core.payloads import bound_payloads
 
     base = {"run_id": "r", "source_uri": "f", "source_line": 3, "source_index": None, "source_message_id": None,
             "raw_payload_base64": None, "raw_bytes": 0}

@@ -80,7 +80,7 @@ def test_the_health_check_restarts_a_dead_emulator_on_its_data(own_emulator):
     from google.api_core.exceptions import GoogleAPIError
 
     from tests.conftest import ShortRetries
-    from transforms.bq_client import make_client
+    from transforms.bigquery.client import make_client
 
     own_emulator.client().create_dataset("local-project.kept_across_restarts")
     assert own_emulator.problem() is None

@@ -31,8 +31,8 @@ from tests.fault_proxy import (
     is_staging_drop,
     is_upload_data,
 )
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
 EVENTS = 30

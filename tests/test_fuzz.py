@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas.arrow import ROW_SCHEMA
-from transforms.normalize import normalize_batch
-from transforms.parse import parse_lines, split_json_array
-from transforms.records import ImportContext, LineBatch, RecordBatch, compact_json
-from transforms.timestamps import TimestampPolicy
-from transforms.validate import validate_batch
+from transforms.core.records import ImportContext, LineBatch, RecordBatch, compact_json
+from transforms.core.settings import TimestampPolicy
+from transforms.stages.normalize import normalize_batch
+from transforms.stages.parse import parse_lines, split_json_array
+from transforms.stages.validate import validate_batch
 
 KEY = "61a095fdd8d2e20011544831"
 BASE_MS = 1_763_000_000_000

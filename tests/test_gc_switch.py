@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from transforms.records import cyclic_gc_paused
+from transforms.core.records import cyclic_gc_paused
 
 WAIT = 30  # seconds; a step that takes longer is a deadlock, not a slow machine
 PAUSE = 1.0

@@ -16,10 +16,10 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import transforms.gcs  # noqa: F401  (this process's Beam GCS clients: anonymous under the stand-in)
+import transforms.core.gcs  # noqa: F401  (this process's Beam GCS clients: anonymous under the stand-in)
 from tests.conftest import ROOT, free_port
 from tests.factory import DATASOURCE, envelope, line
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
 
 
 def _paths(pattern: str) -> list[str]:
@@ -51,7 +51,7 @@ def test_beam_filesystem_in_this_process(gcs_emulator):
 
 
 def _copy_in_worker(path: str) -> tuple[int, str, str]:
-    """Runs in a worker process, which imports this module to unpickle it, and with it ``transforms.gcs``
+    """Runs in a worker process, which imports this module to unpickle it, and with it ``transforms.core.gcs``
     (as the importer's workers must): read an object and write it back under another name."""
     with FileSystems.open(path) as f:
         data = f.read()
@@ -78,7 +78,7 @@ def test_beam_filesystem_in_worker_processes(gcs_emulator, tmp_path):
 
     answers = [json.loads(row) for row in seen.read_text().splitlines()]
     assert {host for _, host, _ in answers} == {gcs_emulator.host}
-    assert {hook for _, _, hook in answers} == {"_storage_client"}, "transforms.gcs not in effect in the workers"
+    assert {hook for _, _, hook in answers} == {"_storage_client"}, "transforms.core.gcs not in effect in the workers"
     assert os.getpid() not in {pid for pid, _, _ in answers}
     copies = gcs_emulator.list(f"{root}/out/")
     assert len(copies) == 6

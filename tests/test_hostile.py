@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.launcher import run
 from tests.hostile.make_corpus import CASES, MAX_LINE_BYTES, build_corpus
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.e2e
 RUN_FLAGS = ["--max_line_bytes", str(MAX_LINE_BYTES), "--direct_num_workers=1", "--buckets", "2"]
@@ -100,7 +100,7 @@ def test_each_hostile_file_has_its_declared_outcome(name, corpus, file_runs):
     assert len(dead) == want["dead_lettered"]
     assert Counter(c for d in dead for c in {r["code"] for r in d["reasons"]}) == Counter(want["dead_letter_reasons"])
     assert all(d["raw_payload"] and d["run_id"] == report["run_id"] for d in dead), "every dead letter is replayable"
-    for d in dead:  # a payload cut in its row is stored whole beside it (transforms/payloads.py)
+    for d in dead:  # a payload cut in its row is stored whole beside it (transforms/core/payloads.py)
         held = len(base64.b64decode(d["raw_payload_base64"])) if d["raw_payload_base64"] else len(
             d["raw_payload"].encode())
         if d["raw_bytes"] > held:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.factory import envelope, line, write_ndjson
-from transforms.bq_jobs import job_id
+from transforms.bigquery.jobs import job_id
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _when(condition: Callable[[], object], process: subprocess.Popen, seconds: f
 
 
 def _query(emulator, sql: str) -> list[dict]:
-    from transforms.bq_tables import query
+    from transforms.bigquery.tables import query
 
     session = emulator.session()
     try:

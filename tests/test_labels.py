@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas.arrow import ROW_SCHEMA
 from schemas.envelope import LABEL_ISSUES, UNSPLIT_ID_EVENTS
-from transforms.labels import LabelBuffers, Labels, label_text, normalize_labels, to_money
+from transforms.stages.labels import LabelBuffers, Labels, label_text, normalize_labels, to_money
 
 # --- ids ---------------------------------------------------------------------------------------
 

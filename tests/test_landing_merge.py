@@ -12,17 +12,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.target import claim_run, prepare_target
 from tests.conftest import ROOT
 from tests.factory import DATASOURCE, envelope
-from transforms import bq_tables
-from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.bq_merge import ids_table
-from transforms.landing import land_batch, request_chunks
-from transforms.landing_merge import MergeWindow, marks_table, merge_landed, merge_script
-from transforms.messages import Message, process_messages
-from transforms.records import ImportContext
-from transforms.timestamps import TimestampPolicy
+from transforms.bigquery import tables as bq_tables
+from transforms.bigquery.landing import land_batch, request_chunks
+from transforms.bigquery.landing_merge import MergeWindow, marks_table, merge_landed, merge_script
+from transforms.bigquery.merge import ids_table
+from transforms.bigquery.target import claim_run, prepare_target
+from transforms.core.records import ImportContext
+from transforms.core.settings import BigQueryTarget, TableRef, TimestampPolicy
+from transforms.pubsub.messages import Message, process_messages
 
 NOW = datetime.now(UTC)
 POLICY = TimestampPolicy("auto", 0, 4_000_000_000_000_000)

@@ -21,9 +21,9 @@ from schemas.envelope import (
     STRING,
 )
 from schemas.validation import WIRE_SUFFIX, all_rules, envelope_schema, value_dtype
-from transforms.parse import check_objects, parse_lines
-from transforms.records import PROCESSOR, ImportContext, LineBatch, RecordBatch
-from transforms.validate import validate_batch
+from transforms.core.records import PROCESSOR, ImportContext, LineBatch, RecordBatch
+from transforms.stages.parse import check_objects, parse_lines
+from transforms.stages.validate import validate_batch
 
 CTX = ImportContext("run-parse", 1_764_000_000_000_000)
 URI = "gs://bucket/export/part-0001.ndjson"

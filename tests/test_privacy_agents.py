@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from pipeline.launcher import run
 from tests.factory import envelope, line, write_ndjson
-from transforms.agents import agents_column, parse_agent
-from transforms.privacy import MissingKeyError, load_key, pseudonymize, redact
-from transforms.records import ImportContext, dead_letter, reason
+from transforms.core.records import ImportContext, dead_letter, reason
+from transforms.stages.agents import agents_column, parse_agent
+from transforms.stages.privacy import MissingKeyError, load_key, pseudonymize, redact
 
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -1,5 +1,5 @@
 """Progress a person can follow: the read against its total, then each phase as it starts and ends
-(``pipeline.progress``, fed by the workers' ``transforms.progress`` lines)."""
+(``pipeline.progress``, fed by the workers' ``transforms.core.progress`` lines)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 
 from pipeline.progress import LOG_EVERY_SECONDS, Progress, shown
 from tests.factory import envelope, line, write_ndjson
-from transforms.progress import task_key
-from transforms.sources import ReadTask
+from transforms.core.progress import task_key
+from transforms.sources.files import ReadTask
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = [ReadTask("gs://b/a.ndjson", "ndjson", "none", 1000), ReadTask("gs://b/b.ndjson.gz", "ndjson", "gzip", 3000)]

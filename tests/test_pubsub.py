@@ -14,8 +14,8 @@ from pipeline.launcher import run
 from pipeline.publish import publish_lines
 from tests.conftest import ROOT
 from tests.factory import BASE_MS, envelope
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
 

@@ -10,9 +10,9 @@ import pytest
 from pipeline.launcher import run
 from pipeline.publish import publish_lines
 from tests.factory import envelope, line
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
-from transforms.payloads import TABLE_PAYLOAD_BYTES
+from transforms.bigquery.tables import query
+from transforms.core.payloads import TABLE_PAYLOAD_BYTES
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
 

@@ -11,7 +11,7 @@ import pytest
 from pipeline.launcher import run
 from pipeline.publish import publish_lines
 from tests.factory import envelope
-from transforms import read_pubsub
+from transforms.pubsub import subscription as read_pubsub
 
 pytestmark = pytest.mark.emulator
 

@@ -19,8 +19,8 @@ from pipeline.publish import publish_lines
 from tests.conftest import ROOT
 from tests.factory import envelope
 from tests.test_pubsub import ACK_DEADLINE, event_ids, stream_args
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.launcher import run
 from tests.conftest import ROOT
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
 
 QUERIES_DOC = ROOT / "docs" / "queries.md"
 DOC_TABLE = "my-project.analytics.rlvt_events"  # the events table the doc names (+ _dead_letters, _conflicts, _runs)

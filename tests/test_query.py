@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.query import main
 from tests.conftest import ROOT
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
 
 pytestmark = pytest.mark.emulator
 TABLE = "`local-project.query_cmd.values`"

@@ -24,9 +24,10 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.read import Count, FileError, ReadLimits, count_newlines, read_task
-from transforms.records import ImportContext, LineBatch, RecordBatch
-from transforms.sources import InputError, ReadTask, compression_of, expand_patterns, format_of, plan_reads
+from transforms.core.records import ImportContext, LineBatch, RecordBatch
+from transforms.core.settings import ReadLimits
+from transforms.sources.files import InputError, ReadTask, compression_of, expand_patterns, format_of, plan_reads
+from transforms.sources.read import Count, FileError, count_newlines, read_task
 
 CTX = ImportContext("run-read", 1_764_000_000_000_000)
 COMPRESSORS = {

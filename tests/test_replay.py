@@ -9,8 +9,8 @@ import pytest
 from pipeline.launcher import run
 from pipeline.replay import main as replay
 from tests.factory import envelope, line, write_ndjson
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
 
@@ -115,7 +115,7 @@ def test_from_table_writes_to_the_events_table_it_belongs_to():
         events_table_of("my-project.shop.orders")
 
 
-# --- payloads too large for the dead-letter table (transforms/payloads.py) ------------------------------------
+# --- payloads too large for the dead-letter table (transforms/core/payloads.py) ------------------------------------
 def _three_mib_event(i: int) -> bytes:
     return line(envelope(i, data={"blob": "x" * (3 << 20)}))
 

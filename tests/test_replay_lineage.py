@@ -10,14 +10,13 @@ from pipeline.launcher import run
 from pipeline.replay import main as replay
 from pipeline.replay import replay_line
 from tests.factory import envelope, line, write_ndjson
-from transforms import normalize, parse, validate
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
-from transforms.read import read_task
-from transforms.read_types import Count, ReadLimits
-from transforms.records import ImportContext, RecordBatch
-from transforms.sources import ReadTask
-from transforms.timestamps import TimestampPolicy
+from transforms.bigquery.tables import query
+from transforms.core.records import ImportContext, RecordBatch
+from transforms.core.settings import ReadLimits, TableRef, TimestampPolicy
+from transforms.sources.files import ReadTask
+from transforms.sources.read import read_task
+from transforms.sources.read_types import Count
+from transforms.stages import normalize, parse, validate
 
 SOURCE = "a1b2c3d4e5f60718293a4b5c"
 DAY = "--default_timestamp=2025-11-13T00:00:00Z"

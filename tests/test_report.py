@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.report import OUTCOMES, assemble
-from transforms.day_counts import ALL_FILES, DAY_METRIC, MAX_METRIC, MIN_METRIC
+from transforms.stages.day_counts import ALL_FILES, DAY_METRIC, MAX_METRIC, MIN_METRIC
 
 A, B = "gs://bucket/a.ndjson", "gs://bucket/b.ndjson.gz"
 

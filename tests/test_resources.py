@@ -12,11 +12,10 @@ import orjson
 import pyarrow as pa
 
 from tests.conftest import ROOT
-from transforms.coders import ArrowTableCoder, BatchCoder
-from transforms.read import ReadLimits
-from transforms.records import ImportContext, LineBatch, RecordBatch, prepare_worker_gc
-from transforms.stages import ReadValidateNormalize
-from transforms.timestamps import TimestampPolicy
+from transforms.core.coders import ArrowTableCoder, BatchCoder
+from transforms.core.records import ImportContext, LineBatch, RecordBatch, prepare_worker_gc
+from transforms.core.settings import ReadLimits, TimestampPolicy
+from transforms.stages.dofns import ReadValidateNormalize
 
 CTX = ImportContext("run-resources", 1_764_000_000_000_000)
 URI = "gs://bucket/export/part-0001.ndjson"
@@ -40,8 +39,8 @@ def test_a_parsed_batch_is_freed_without_the_cyclic_collector() -> None:
     # gc.collect() counts every unreachable object, also those other tests' threads (clients, pools) leave.
     code = (
         "import gc, orjson\n"
-        "from transforms.parse import parse_lines\n"
-        "from transforms.records import ImportContext, LineBatch\n"
+        "from transforms.stages.parse import parse_lines\n"
+        "from transforms.core.records import ImportContext, LineBatch\n"
         "ctx = ImportContext('run-resources', 1_764_000_000_000_000)\n"
         "good = lambda i: {'key': '61a095fdd8d2e20011544831', 'tmpId': f't{i}', 'eventId': f'e{i}', "
         "'name': 'page_view', 'url': 'https://shop.example.com/p/1', 'v': 1, 'timestamp': 1_764_000_000_000}\n"
@@ -62,7 +61,7 @@ def test_gc_is_tuned_only_in_a_beam_worker_process() -> None:
     assert gc.get_threshold() == threshold
     code = (
         "import gc\n"
-        "from transforms.records import BEAM_WORKER_MAIN, YOUNG_OBJECTS_BEFORE_COLLECTION, prepare_worker_gc\n"
+        "from transforms.core.records import BEAM_WORKER_MAIN, YOUNG_OBJECTS_BEFORE_COLLECTION, prepare_worker_gc\n"
         "assert prepare_worker_gc(BEAM_WORKER_MAIN) is True\n"
         "assert prepare_worker_gc(BEAM_WORKER_MAIN) is False  # once per process\n"
         "assert gc.get_threshold()[0] == YOUNG_OBJECTS_BEFORE_COLLECTION, gc.get_threshold()\n"
@@ -77,9 +76,9 @@ def test_a_deeply_nested_value_in_a_string_field_is_a_type_error_in_little_memor
     code = (
         "import resource\n"
         "resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))\n"
-        "from transforms.parse import parse_lines\n"
-        "from transforms.records import ImportContext, LineBatch\n"
-        "from transforms.validate import validate_batch\n"
+        "from transforms.stages.parse import parse_lines\n"
+        "from transforms.core.records import ImportContext, LineBatch\n"
+        "from transforms.stages.validate import validate_batch\n"
         "deep = b'[' * 1000 + b']' * 1000\n"
         "line = b'{\"key\":\"61a095fdd8d2e20011544831\",\"tmpId\":\"t\",\"eventId\":\"e\",\"name\":\"n\",\"url\":'"
         " + deep + b',\"v\":1}'\n"

@@ -16,9 +16,9 @@ from pipeline import run_history
 from pipeline.launcher import run
 from pipeline.publish import publish_lines
 from tests.factory import DATASOURCE, KEY, envelope, line, write_ndjson
-from transforms import bq_jobs
-from transforms.bq_client import TableRef
-from transforms.bq_tables import query
+from transforms.bigquery import jobs as bq_jobs
+from transforms.bigquery.tables import query
+from transforms.core.settings import TableRef
 
 FAST = ["--direct_num_workers=1"]
 FIRST = date(2026, 9, 7)  # a Monday

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.sizing import (
+from transforms.core.sizing import (
     EXPANSION,
     MAX_BUCKETS,
     MIN_BUCKETS,
@@ -67,7 +67,7 @@ def test_sizes_of_many_files_add_up() -> None:
 
 
 def test_every_compression_the_reader_knows_is_expanded() -> None:
-    from transforms.sources import _COMPRESSION_BY_EXTENSION
+    from transforms.sources.files import _COMPRESSION_BY_EXTENSION
 
     assert set(_COMPRESSION_BY_EXTENSION) <= set(EXPANSION)
 

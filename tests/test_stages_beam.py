@@ -14,14 +14,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.graph import shuffle_folder, with_derived_buckets
 from pipeline.options import check_options
 from tests.factory import envelope, line, write_ndjson
-from transforms import dedupe
-from transforms.normalize import normalize_batch
-from transforms.read import ReadLimits
-from transforms.records import ImportContext, RecordBatch
-from transforms.sizing import derive_buckets
-from transforms.sources import plan_reads
-from transforms.stages import DedupeEvents, GatherBucketsFn, ReadValidateNormalize
-from transforms.timestamps import TimestampPolicy
+from transforms.core.records import ImportContext, RecordBatch
+from transforms.core.settings import ReadLimits, TimestampPolicy
+from transforms.core.sizing import derive_buckets
+from transforms.sources.files import plan_reads
+from transforms.stages import dedupe
+from transforms.stages.dofns import DedupeEvents, GatherBucketsFn, ReadValidateNormalize
+from transforms.stages.normalize import normalize_batch
 
 CTX = ImportContext("run-test", 1_764_000_000_000_000)
 OPTIONS = PipelineOptions(["--runner=FnApiRunner"])

@@ -212,8 +212,9 @@ def test_dockerfile_copies_what_the_package_and_the_launcher_need():
         assert (ROOT / path).exists(), f"COPY {path}: no such file in the repository"
     setup = ast.parse((ROOT / "setup.py").read_text())
     call = next(n for n in ast.walk(setup) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
-    kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("packages", "py_modules")}
-    needed = {*kwargs["packages"], *(m + ".py" for m in kwargs["py_modules"]),
+    kwargs = {k.arg: k.value for k in call.keywords if k.arg in ("packages", "py_modules")}
+    packages = {e.value for e in kwargs["packages"].elts if isinstance(e, ast.Constant)}  # the top-level ones
+    needed = {*packages, *(m + ".py" for m in ast.literal_eval(kwargs["py_modules"])),
               "setup.py", "requirements.txt", "MANIFEST.in", "template_main.py"}
     assert needed <= copied, f"not copied into the image: {sorted(needed - copied)}"
     env = dict(re.findall(r'(\w+)="?([^"\s]+)"?', " ".join(a for op, a in instructions if op == "ENV")))

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.timestamps import UNIT_FACTORS, TimestampPolicy, convert_epochs, parse_instant, to_micros
+from transforms.core.settings import TimestampPolicy, parse_instant, to_micros
+from transforms.core.timestamps import UNIT_FACTORS, convert_epochs
 
 OK, MISSING, NOT_FINITE, OUT_OF_RANGE = 0, 1, 2, 3
 Y2000_MS = 946_684_800_000

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.urls import normalize_url, normalize_urls
+from transforms.stages.urls import normalize_url, normalize_urls
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import pytest
 
 from schemas.envelope import ENVELOPE, ENVELOPE_BY_NAME, NULL
 from schemas.validation import WIRE_SUFFIX, all_rules, envelope_schema, value_dtype
-from transforms.records import ImportContext, RecordBatch
-from transforms.validate import failures_by_row, validate_batch, wire_frame
+from transforms.core.records import ImportContext, RecordBatch
+from transforms.stages.validate import failures_by_row, validate_batch, wire_frame
 
 CTX = ImportContext("run-rules", 1_764_000_000_000_000)
 KEY = "61a095fdd8d2e20011544831"
@@ -238,7 +238,7 @@ def test_a_null_wire_type_is_a_bug_not_bad_input() -> None:
 
 
 def test_a_record_too_large_for_a_row_is_a_dead_letter_with_every_reason() -> None:
-    from transforms.bigquery_values import ROW_OVERHEAD_BYTES
+    from transforms.core.bigquery_values import ROW_OVERHEAD_BYTES
 
     limit = ROW_OVERHEAD_BYTES + 100
     batch = RecordBatch("f")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.workfiles import remove_tree
+from transforms.core.workfiles import remove_tree
 
 
 def _put(paths: list[str]) -> None:

@@ -19,20 +19,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.launcher import run
-from pipeline.target import claim_run, prepare_target
 from tests.factory import DATASOURCE, envelope, line, write_ndjson
 from tests.fault_proxy import Fault, FaultProxy, is_merge
-from transforms.bq_client import BigQueryTarget, TableRef
-from transforms.bq_merge import ids_table, runs_table
-from transforms.bq_tables import query
-from transforms.dedupe import resolve_bucket
-from transforms.normalize import normalize_batch
-from transforms.parse import parse_lines
-from transforms.records import ImportContext, LineBatch
-from transforms.serialize import dead_letter_json
-from transforms.timestamps import TimestampPolicy
-from transforms.validate import validate_batch
-from transforms.write_bigquery import LoadAndMergeFn
+from transforms.bigquery.merge import ids_table, runs_table
+from transforms.bigquery.tables import query
+from transforms.bigquery.target import claim_run, prepare_target
+from transforms.bigquery.write import LoadAndMergeFn
+from transforms.core.records import ImportContext, LineBatch
+from transforms.core.serialize import dead_letter_json
+from transforms.core.settings import BigQueryTarget, TableRef, TimestampPolicy
+from transforms.stages.dedupe import resolve_bucket
+from transforms.stages.normalize import normalize_batch
+from transforms.stages.parse import parse_lines
+from transforms.stages.validate import validate_batch
 
 pytestmark = pytest.mark.emulator
 STARTED = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -267,9 +266,9 @@ def test_a_transaction_that_overlaps_a_committed_write_is_cancelled_then_retried
     from google.cloud import bigquery
 
     from schemas.bigquery import EVENTS_SCHEMA
-    from transforms import bq_tables
-    from transforms.bq_merge import WriteTables, insert_new_rows_script
-    from transforms.write_bigquery import EVENT_COLUMNS
+    from transforms.bigquery import tables as bq_tables
+    from transforms.bigquery.merge import WriteTables, insert_new_rows_script
+    from transforms.bigquery.write import EVENT_COLUMNS
 
     target = target_for(own_emulator, "lock")
     prepare_target(target)

@@ -1,0 +1,61 @@
+"""BigQuery connection: a client for real BigQuery or a local emulator (table names: ``core.settings``).
+
+Real BigQuery uses Application Default Credentials; an ``endpoint`` (the local emulator) uses
+anonymous credentials at that address. Every call gets a short retry deadline: the client's default
+retries HTTP 5xx for ten minutes, which against a dead emulator looks like a hang.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from transforms.core.settings import CALL_DEADLINE_SECONDS, BigQueryTarget
+
+JOB_TIMEOUT_SECONDS = 900.0
+"""Read-only queries only (reports, checks): jobs that write wait without a limit (``jobs.wait``)."""
+
+
+class TargetError(RuntimeError):
+    """BigQuery is unreachable, or the target cannot take the rows: stop with this message."""
+
+
+def connect(target: BigQueryTarget) -> BigQuerySession:
+    """A session on ``target``'s BigQuery (real, or the emulator at its endpoint)."""
+    return BigQuerySession(make_client(target.events.project, target.endpoint, target.location), target.retry_seconds,
+                           emulated=target.endpoint is not None)
+
+
+def make_client(project: str, endpoint: str | None, location: str | None = None):
+    """A BigQuery client for real BigQuery (ADC) or, with ``endpoint``, an emulator (anonymous)."""
+    from google.cloud import bigquery
+
+    if endpoint is None:
+        return bigquery.Client(project=project, location=location)
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    os.environ.setdefault("NO_GCE_CHECK", "true")  # no metadata-server probe for an emulator
+    return bigquery.Client(project=project, location=location, credentials=AnonymousCredentials(),
+                           client_options=ClientOptions(api_endpoint=endpoint))
+
+
+@dataclass
+class BigQuerySession:
+    """A client and the retry deadline every call made with it gets."""
+
+    client: object
+    retry_seconds: float = CALL_DEADLINE_SECONDS
+    emulated: bool = False  # an --bigquery_endpoint (the local emulator): it cannot read gs:// URIs of a GCS stand-in
+
+    def retry(self):
+        from google.cloud import bigquery
+
+        return bigquery.DEFAULT_RETRY.with_deadline(self.retry_seconds)
+
+    @property
+    def timeout(self) -> float:
+        return min(30.0, self.retry_seconds)
+
+    def close(self) -> None:
+        self.client.close()
