@@ -13,11 +13,11 @@ import orjson
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.options import CheckedOptions
+from transforms.core.outputs import ImportOutputs
 from transforms.core.payloads import bound_payloads
 from transforms.core.records import ImportContext
 from transforms.core.settings import ReadLimits
 from transforms.core.sizing import derive_buckets, estimated_events
-from transforms.files.write import ImportOutputs
 from transforms.pubsub.subscription import ImportSubscription
 from transforms.sources.files import ReadTask
 from transforms.stages.dofns import DedupeEvents, ReadValidateNormalize

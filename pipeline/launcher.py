@@ -32,15 +32,14 @@ from pipeline.graph import (
 from pipeline.interrupts import Interrupted, interruptible
 from pipeline.local_runner import configure_logging, local_runner_defaults, warm_runner
 from pipeline.options import CheckedOptions, check_options, normalize_argv
+from pipeline.sinks import sink_for
 from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bigquery.client import TargetError
 from transforms.bigquery.target import claim_run, prepare_target, release_run, settle_interrupted
-from transforms.bigquery.write import WriteBigQuery
+from transforms.core.outputs import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR
 from transforms.core.records import ImportContext
 from transforms.core.settings import is_local_runner, to_micros
-from transforms.files.write import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ROWS_DIR, WriteFiles
 from transforms.sources.files import REPLAY_FORMAT, InputError, expand_patterns, plan_reads
-from transforms.stages.day_counts import with_day_counts
 
 log = logging.getLogger("importer")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET, EXIT_UNUSABLE = 0, 1, 2, 3, 4
@@ -262,7 +261,6 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
         tasks = plan_reads(files, checked.input_format, checked.split_bytes)
         # a replay's file of payloads is not a source: its records are reported under their own files
         sources = [uri for uri in sources if uri not in {t.uri for t in tasks if t.format == REPLAY_FORMAT}]
-        sink = None
         if checked.dry_run:
             pass
         elif checked.target is not None:
@@ -270,12 +268,9 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
             tables = prepare_target(checked.target)
             claim_run(checked.target, run_id, launch)
             claimed = True
-            sink = lambda: WriteBigQuery(checked.target, FileSystems.join(work_dir, "staging"),  # noqa: E731
-                                         run_id, checked.buckets, launch, started)
         else:
             _remove_previous_outputs(checked.output_dir)
-            sink = lambda: WriteFiles(checked.output_dir, checked.buckets)  # noqa: E731
-        sink = with_day_counts(sink)  # and events per day and key, for the completeness check (pipeline.gaps)
+        sink = sink_for(checked, work_dir, run_id, launch, started)
         p = beam.Pipeline(runner=warm_runner(options), options=options)
         build_pipeline(p, checked, tasks, ctx, accounting_prefix, sink, shuffle_folder(work_dir, local_runner))
         log.info("import %s: %d file(s), %d read task(s)", run_id, len(files), len(tasks))

@@ -283,7 +283,7 @@ def dead_letter_examples(report: dict, checked, run_id: str, limit: int = 50) ->
         finally:
             bq.close()
         return {r["code"]: r["example"] for r in rows if r["example"] is not None}
-    from transforms.files.write import DEAD_LETTERS_PREFIX
+    from transforms.core.outputs import DEAD_LETTERS_PREFIX
 
     out: dict[str, str] = {}
     for result in FileSystems.match([FileSystems.join(checked.output_dir, DEAD_LETTERS_PREFIX + "*")]):

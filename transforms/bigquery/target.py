@@ -141,7 +141,6 @@ def settle_interrupted(target: BigQueryTarget, run_id: str, launch: str,
     signal while waiting stops the wait, and the answer says what is not known."""
     from google.api_core.exceptions import NotFound
 
-    from pipeline.interrupts import Interrupted
     from transforms.bigquery import jobs as bq_jobs
     from transforms.bigquery import tables as bq_tables
     from transforms.bigquery.merge import runs_table
@@ -170,7 +169,7 @@ def settle_interrupted(target: BigQueryTarget, run_id: str, launch: str,
             interrupted.stoppable = True
             try:
                 running.result(retry=bq.retry(), timeout=None)
-            except Interrupted:
+            except type(interrupted):  # a second signal (pipeline.interrupts.Interrupted)
                 return reached, (f"stopped waiting: BigQuery job {running.job_id} may still commit; its outcome "
                                  f"shows in {runs_table(target.events)} (status 'merged' for run {run_id}, "
                                  f"launch {launch})")

@@ -1,8 +1,9 @@
 """Write stage (BigQuery sink): staged files → load jobs into staging tables → one write transaction.
 
-Same shape as the file sink (a PTransform over ``ImportOutputs``), plus what only a table can tell:
-the rows that were already in the target. Those come back as counts that move them from ``loaded``
-to ``already_present`` in the report.
+The rows, dead letters and conflicts are first written as files to a staging folder (the file
+writer's ``write_files``; ``pipeline.sinks`` composes the two), then ``load_and_merge`` loads them and
+writes them in one transaction. It returns what only a table can tell: the rows that were already in
+the target, as counts that move them from ``loaded`` to ``already_present`` in the report.
 
 Every BigQuery job of the step is named by (run id, launch, step) (``transforms.bigquery.jobs``): a retried
 or duplicated execution of ``LoadAndMergeFn`` (Dataflow's retries, a zombie worker) attaches to the
@@ -32,9 +33,8 @@ from transforms.bigquery.merge import (
     runs_table,
 )
 from transforms.core import progress
-from transforms.core.serialize import conflict_json, dead_letter_json
+from transforms.core.outputs import WrittenFiles
 from transforms.core.settings import BigQueryTarget, TableRef
-from transforms.files.write import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ImportOutputs, WriteParquetFn
 
 log = logging.getLogger(__name__)
 EVENT_COLUMNS = [f["name"] for f in EVENTS_SCHEMA]
@@ -177,31 +177,14 @@ class LoadAndMergeFn(beam.DoFn):
                 yield (uri, "already_present_other_time"), c["moved"]
 
 
-class WriteBigQuery(beam.PTransform):
-    """The BigQuery sink. Returns counts ``((source_uri, metric), n)`` for the report."""
-
-    def __init__(self, target: BigQueryTarget, staging_dir: str, run_id: str, buckets: int, launch: str,
-                 imported_at: datetime) -> None:
-        super().__init__()
-        self.target, self.staging_dir, self.run_id, self.buckets = target, staging_dir, run_id, buckets
-        self.launch, self.imported_at = launch, imported_at
-
-    def expand(self, outputs: ImportOutputs):
-        join = FileSystems.join
-        row_files = outputs.rows | "StageRows" >> beam.ParDo(WriteParquetFn(self.staging_dir, self.buckets))
-        dead_files = (outputs.dead_letters
-                      | "DeadLetterJson" >> beam.FlatMap(lambda batch: map(dead_letter_json, batch))
-                      | "StageDeadLetters" >> beam.io.WriteToText(join(self.staging_dir, DEAD_LETTERS_PREFIX),
-                                                                  file_name_suffix=".ndjson"))
-        conflict_files = (outputs.conflicts
-                          | "ConflictJson" >> beam.Map(conflict_json)
-                          | "StageConflicts" >> beam.io.WriteToText(join(self.staging_dir, CONFLICTS_PREFIX),
-                                                                    file_name_suffix=".ndjson"))
-        as_list = beam.pvalue.AsList
-        return (
-            outputs.rows.pipeline
-            | "AfterStaging" >> beam.Create([None])
-            | "LoadAndMerge" >> beam.ParDo(
-                LoadAndMergeFn(self.target, self.run_id, self.launch, self.imported_at, self.staging_dir),
-                as_list(row_files), as_list(dead_files), as_list(conflict_files))
-        )
+def load_and_merge(files: WrittenFiles, target: BigQueryTarget, run_id: str, launch: str, imported_at: datetime,
+                   staging_dir: str) -> beam.PCollection:
+    """Apply the load and write of the staged ``files`` (in the calling transform): ONE ``LoadAndMergeFn``
+    call, once every file is written. Returns counts ``((source_uri, metric), n)`` for the report."""
+    as_list = beam.pvalue.AsList
+    return (
+        files.rows.pipeline
+        | "AfterStaging" >> beam.Create([None])
+        | "LoadAndMerge" >> beam.ParDo(LoadAndMergeFn(target, run_id, launch, imported_at, staging_dir),
+                                       as_list(files.rows), as_list(files.dead_letters), as_list(files.conflicts))
+    )

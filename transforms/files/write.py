@@ -1,34 +1,20 @@
 """Write stage (file sink): rows as Parquet, dead letters and conflicts as NDJSON, under one folder.
 
-A sink is a PTransform applied to ``ImportOutputs``; the BigQuery sink has the same shape.
+A sink is a PTransform applied to ``ImportOutputs`` that returns report counts. The BigQuery sink
+stages its rows with the same ``write_files`` before it loads them (``pipeline.sinks``).
 File names are deterministic (``rows/part-BBBBB-of-NNNNN.parquet`` per dedupe bucket), so a re-run
 overwrites instead of adding.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.core import progress
+from transforms.core.outputs import CONFLICTS_PREFIX, DEAD_LETTERS_PREFIX, ImportOutputs, WrittenFiles, rows_path
 from transforms.core.serialize import conflict_json, dead_letter_json
-
-ROWS_DIR = "rows"
-DEAD_LETTERS_PREFIX = "dead_letters/dead_letters"
-CONFLICTS_PREFIX = "conflicts/conflicts"
-
-
-class ImportOutputs(NamedTuple):
-    rows: beam.PCollection  # (bucket, pyarrow.Table)
-    dead_letters: beam.PCollection | None  # lists of dicts (one list per stage and batch); None in a dry run
-    conflicts: beam.PCollection  # dict: eventId, kept, differs_from_kept, row
-
-
-def rows_path(output_dir: str, bucket: int, buckets: int) -> str:
-    return FileSystems.join(output_dir, ROWS_DIR, f"part-{bucket:05d}-of-{buckets:05d}.parquet")
 
 
 class WriteParquetFn(beam.DoFn):
@@ -49,6 +35,21 @@ class WriteParquetFn(beam.DoFn):
         yield path
 
 
+def write_files(outputs: ImportOutputs, folder: str, buckets: int) -> WrittenFiles:
+    """Apply the writes of ``outputs`` under ``folder`` (in the calling transform) and return the paths:
+    ``rows/*.parquet`` (one file per dedupe bucket), ``dead_letters/*.ndjson``, ``conflicts/*.ndjson``. The
+    BigQuery sink stages its rows this way before it loads them."""
+    join = FileSystems.join
+    rows = outputs.rows | "WriteRows" >> beam.ParDo(WriteParquetFn(folder, buckets))
+    dead = (outputs.dead_letters
+            | "DeadLetterJson" >> beam.FlatMap(lambda batch: map(dead_letter_json, batch))
+            | "WriteDeadLetters" >> beam.io.WriteToText(join(folder, DEAD_LETTERS_PREFIX), file_name_suffix=".ndjson"))
+    conflicts = (outputs.conflicts
+                 | "ConflictJson" >> beam.Map(conflict_json)
+                 | "WriteConflicts" >> beam.io.WriteToText(join(folder, CONFLICTS_PREFIX), file_name_suffix=".ndjson"))
+    return WrittenFiles(rows, dead, conflicts)
+
+
 class WriteFiles(beam.PTransform):
     """The file sink: ``OUTPUT_DIR/rows/*.parquet``, ``dead_letters/*.ndjson``, ``conflicts/*.ndjson``."""
 
@@ -57,15 +58,6 @@ class WriteFiles(beam.PTransform):
         self.output_dir, self.buckets = output_dir, buckets
 
     def expand(self, outputs: ImportOutputs):
-        join = FileSystems.join
-        outputs.rows | "WriteRows" >> beam.ParDo(WriteParquetFn(self.output_dir, self.buckets))
-        (outputs.dead_letters
-         | "DeadLetterJson" >> beam.FlatMap(lambda batch: map(dead_letter_json, batch))
-         | "WriteDeadLetters" >> beam.io.WriteToText(join(self.output_dir, DEAD_LETTERS_PREFIX),
-                                                     file_name_suffix=".ndjson"))
-        (outputs.conflicts
-         | "ConflictJson" >> beam.Map(conflict_json)
-         | "WriteConflicts" >> beam.io.WriteToText(join(self.output_dir, CONFLICTS_PREFIX),
-                                                   file_name_suffix=".ndjson"))
+        write_files(outputs, self.output_dir, self.buckets)
         # files hold no count the report lacks: every unique row is loaded
         return outputs.rows.pipeline | "NoSinkCounts" >> beam.Create([])
