@@ -20,7 +20,8 @@ from transforms.core.settings import ReadLimits
 from transforms.core.sizing import derive_buckets, estimated_events
 from transforms.pubsub.subscription import ImportSubscription
 from transforms.sources.files import ReadTask
-from transforms.stages.dofns import DedupeEvents, ReadValidateNormalize
+from transforms.stages.dofns import ReadValidateNormalize
+from transforms.stages.shuffle import DedupeEvents
 
 log = logging.getLogger("importer")
 

@@ -127,7 +127,7 @@ def test_the_stages_pass_batches_with_the_batch_coders() -> None:
     rows, _, _ = p | beam.Create([]) | ReadValidateNormalize(CTX, ReadLimits(), TimestampPolicy())
     assert isinstance(beam.coders.registry.get_coder(rows.element_type), ArrowTableCoder)
     stages = {t.full_label: t for t in p.transforms_stack[0].parts[-1].parts}
-    for label in ("ReadValidateNormalize/Parse", "ReadValidateNormalize/Validate"):
+    for label in ("ReadValidateNormalize/Read",):
         main = stages[label].outputs[None]
         assert isinstance(beam.coders.registry.get_coder(main.element_type), BatchCoder), label
 

@@ -19,8 +19,9 @@ from transforms.core.settings import ReadLimits, TimestampPolicy
 from transforms.core.sizing import derive_buckets
 from transforms.sources.files import plan_reads
 from transforms.stages import dedupe
-from transforms.stages.dofns import DedupeEvents, GatherBucketsFn, ReadValidateNormalize
+from transforms.stages.dofns import ReadValidateNormalize
 from transforms.stages.normalize import normalize_batch
+from transforms.stages.shuffle import DedupeEvents, GatherBucketsFn
 
 CTX = ImportContext("run-test", 1_764_000_000_000_000)
 OPTIONS = PipelineOptions(["--runner=FnApiRunner"])

@@ -1,4 +1,4 @@
-"""Pub/Sub messages through the same stages as file lines: parse → validate → normalize.
+"""Pub/Sub messages through the same batch function as file lines (``transforms.stages.batch``).
 
 A message body is one envelope or a JSON array of envelopes. The message id, publish time and
 attributes are the record's origin: they are stamped on its row (``source_message_id``,
@@ -18,11 +18,8 @@ from schemas.arrow import ROW_SCHEMA
 from transforms.core.bigquery_values import MAX_STREAM_ROW_BYTES
 from transforms.core.records import ImportContext, LineBatch
 from transforms.core.settings import RowPolicy, TimestampPolicy
-from transforms.stages.normalize import normalize_batch
-from transforms.stages.parse import parse_lines
+from transforms.stages.batch import process_batch
 from transforms.stages.privacy import redact
-from transforms.stages.row_policy import apply_row_policy
-from transforms.stages.validate import validate_batch
 
 
 @dataclass(frozen=True)
@@ -49,32 +46,23 @@ def _attributes_json(attributes: dict) -> str | None:
 def process_messages(messages: list[Message], subscription: str, ctx: ImportContext,
                      policy: TimestampPolicy, row_policy: RowPolicy = RowPolicy(),
                      key: bytes | None = None) -> ProcessedMessages:
-    """Parse, validate and normalize a batch of messages; every record is a row, a dead letter or
-    (with ``--drop_bots``) a dropped bot."""
+    """A batch of messages through ``process_batch`` (the file path's own batch function): every record
+    is a row, a dead letter or (with ``--drop_bots``) a dropped bot. Then each row and dead letter gets
+    its message's lineage in place of a line number."""
     # the message's position in the batch stands in for a line number until lineage is stamped
     lines = LineBatch(subscription, [m.data for m in messages], list(range(len(messages))))
-    records, dead = parse_lines(lines, ctx)
-    counts: Counter = Counter(read=len(records) + len(dead))
-    valid, invalid = validate_batch(records, ctx, MAX_STREAM_ROW_BYTES)  # rows land through insertAll
-    dead += invalid
-    if len(valid):
-        table, late_dead, flags = normalize_batch(valid, ctx, policy)
-        dead += late_dead
-        counts.update({"label_issue:" + k: v for k, v in flags.items()})
-        table = _with_message_lineage(table, messages)
-        if row_policy.changes_rows:
-            table, bots = apply_row_policy(table, row_policy, key)
-            counts["filtered_bot"] += sum(bots.values())
-    else:
-        table = ROW_SCHEMA.empty_table()
+    # rows land through insertAll: its row limit, not a load job's
+    result = process_batch(lines, ctx, policy, row_policy, key, MAX_STREAM_ROW_BYTES)
+    table = _with_message_lineage(result.rows, messages) if result.rows.num_rows else result.rows
+    counts: Counter = Counter()
+    for (_, metric), n in result.counts.items():  # one source: the subscription
+        counts[metric] += n
+    dead = result.dead_letters
     for i, d in enumerate(dead):
         message = messages[d["source_line"]]
         d["source_line"] = None
         d["source_message_id"] = message.message_id
         d["source_attributes"] = _attributes_json(message.attributes)
-        counts["dead_lettered"] += 1
-        for code in {r["code"] for r in d["reasons"]}:
-            counts["dead_letter:" + code] += 1
         if row_policy.redact_dead_letters:
             dead[i] = redact(d)
     return ProcessedMessages(table, dead, counts)

@@ -10,7 +10,8 @@ import re
 from functools import lru_cache
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from transforms.core.distinct import map_distinct
 
 # crawlers, link previews, synthetic monitoring and headless browsers; HTTP libraries are not bots here:
 # server-to-server senders legitimately send events with a python-requests or okhttp user agent
@@ -49,8 +50,4 @@ def parse_agent(ua: str) -> dict:
 
 def agents_column(uas: pa.Array | pa.ChunkedArray, kind: pa.DataType) -> pa.Array:
     """The agent records of a ``ua`` column (null where ``ua`` is null), one parse per distinct value."""
-    if isinstance(uas, pa.ChunkedArray):
-        uas = uas.combine_chunks()
-    encoded = pc.dictionary_encode(uas)
-    records = pa.array([parse_agent(u) for u in encoded.dictionary.to_pylist()], kind)
-    return records.take(encoded.indices)
+    return map_distinct(uas, parse_agent, kind)

@@ -1,42 +1,39 @@
-"""Beam wrappers of the stages: one thin DoFn per stage, and the composites that chain them.
+"""Beam wrappers of the file path: read a task's batches, then process each batch.
 
-Each DoFn calls the stage's pure function (``transforms.sources.read``, ``parse``, ``validate``,
-``normalize``, ``dedupe``) on a whole batch and routes its outputs: the main output goes on, dead
-letters and counts go to tagged outputs. Counts are ``((source_uri, metric), n)`` pairs, summed at
-the end into the run report.
+``ReadSourceFn`` calls the readers (``transforms.sources.read``); ``ProcessBatchFn`` calls
+``transforms.stages.batch.process_batch`` (parse → validate → normalize), the one batch function the
+Pub/Sub path calls too. Each routes its outputs: the main output goes on, dead letters and counts go to
+tagged outputs. Counts are ``((source_uri, metric), n)`` pairs, summed at the end into the run report.
+The dedupe's Beam side is ``transforms.stages.shuffle``.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections import Counter
 from collections.abc import Iterator
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.window import GlobalWindows
 
-from transforms.core import progress
 from transforms.core.coders import Batch  # also registers the batch coders
-from transforms.core.records import ImportContext, LineBatch, prepare_worker_gc, stamp_origin
+from transforms.core.records import ImportContext, LineBatch, prepare_worker_gc
 from transforms.core.settings import ReadLimits, RowPolicy, TimestampPolicy
 from transforms.sources import read
 from transforms.sources.files import ReadTask
-from transforms.stages import dedupe, normalize, parse, validate
+from transforms.stages.batch import STAGES, dead_letter_counts, process_batch
 from transforms.stages.privacy import redact
-from transforms.stages.row_policy import apply_row_policy, row_key
+from transforms.stages.row_policy import row_key
 
 DEAD_LETTERS = "dead_letters"
 COUNTS = "counts"
 CONFLICTS = "conflicts"
 
 
-class _TimedDoFn(beam.DoFn):
-    """Records the milliseconds spent per batch in a distribution named after the stage."""
+class TimedDoFn(beam.DoFn):
+    """Records the milliseconds spent per batch in a distribution named after the stage (the report's
+    ``stage_seconds``), and the records it handled in a counter."""
 
     STAGE = "stage"
 
@@ -52,7 +49,7 @@ class _TimedDoFn(beam.DoFn):
         self._rows.inc(rows)
 
 
-class ReadSourceFn(_TimedDoFn):
+class ReadSourceFn(TimedDoFn):
     """ReadTask → LineBatch / RecordBatch; over-long lines and broken files accounted for."""
 
     STAGE = "read"
@@ -77,82 +74,32 @@ class ReadSourceFn(_TimedDoFn):
                 started = time.perf_counter()
 
 
-class ParseRecordsFn(_TimedDoFn):
-    """LineBatch → RecordBatch of JSON objects (RecordBatches from structured readers pass through)."""
-
-    STAGE = "parse"
-
-    def __init__(self, ctx: ImportContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-
-    def process(self, batch) -> Iterator:
-        started = time.perf_counter()
-        if isinstance(batch, LineBatch):
-            records, dead = parse.parse_lines(batch, self.ctx)
-        else:
-            records, dead = parse.check_objects(batch, self.ctx)
-        self._timed(started, len(records) + len(dead))
-        yield TaggedOutput(COUNTS, ((batch.source_uri, "read"), len(records) + len(dead)))
-        yield from _dead_letter_outputs(stamp_origin(dead, getattr(batch, "origin", None)))
-        if len(records):
-            yield records
-
-
-class ValidateEnvelopesFn(_TimedDoFn):
-    """RecordBatch → the envelopes that pass the pandera model."""
-
-    STAGE = "validate"
-
-    def __init__(self, ctx: ImportContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-
-    def process(self, batch) -> Iterator:
-        started = time.perf_counter()
-        valid, dead = validate.validate_batch(batch, self.ctx)
-        self._timed(started, len(batch))
-        yield from _dead_letter_outputs(stamp_origin(dead, getattr(batch, "origin", None)))
-        if len(valid):
-            yield valid
-
-
-class NormalizeEventsFn(_TimedDoFn):
-    """RecordBatch → Arrow table of typed, normalized rows."""
-
-    STAGE = "normalize"
+class ProcessBatchFn(beam.DoFn):
+    """LineBatch / RecordBatch → Arrow table of typed, normalized rows: ``process_batch`` (parse →
+    validate → normalize → the row policy), the same function the Pub/Sub path calls. Its dead letters
+    and counts go to tagged outputs; the milliseconds of each stage to a distribution named after it
+    (the report's ``stage_seconds``)."""
 
     def __init__(self, ctx: ImportContext, policy: TimestampPolicy, row_policy: RowPolicy) -> None:
-        super().__init__()
         self.ctx, self.policy, self.row_policy = ctx, policy, row_policy
+        self._msecs = {stage: Metrics.distribution("importer", f"{stage}_msecs") for stage in STAGES}
+        self._records = Metrics.counter("importer", "process_records")
 
     def setup(self) -> None:
-        super().setup()
+        prepare_worker_gc()
         self.key = row_key(self.row_policy)
 
     def process(self, batch) -> Iterator:
-        started = time.perf_counter()
-        table, dead, flags = normalize.normalize_batch(batch, self.ctx, self.policy)
-        if self.row_policy.changes_rows:
-            table, bots = apply_row_policy(table, self.row_policy, self.key)
-            for uri, n in bots.items():
-                yield TaggedOutput(COUNTS, ((uri, "filtered_bot"), n))
-        self._timed(started, len(batch))
-        yield from _dead_letter_outputs(stamp_origin(dead, getattr(batch, "origin", None)))
-        for flag, n in flags.items():
-            yield TaggedOutput(COUNTS, ((batch.source_uri, "label_issue:" + flag), n))
-        if table.num_rows:
-            yield table
-
-
-def dead_letter_counts(dead: list[dict]) -> Counter:
-    """``(source_uri, metric) → n`` of some dead letters: each counts once, and once per reason code."""
-    counts: Counter = Counter()
-    for d in dead:
-        uri = d["source_uri"]
-        counts[(uri, "dead_lettered")] += 1
-        counts.update((uri, "dead_letter:" + code) for code in {r["code"] for r in d["reasons"]})
-    return counts
+        result = process_batch(batch, self.ctx, self.policy, self.row_policy, self.key)
+        for stage, seconds in result.seconds.items():
+            self._msecs[stage].update(int(seconds * 1000))
+        self._records.inc(result.counts[(batch.source_uri, "read")])
+        if result.dead_letters:  # ONE element per batch (see _dead_letter_outputs)
+            yield TaggedOutput(DEAD_LETTERS, result.dead_letters)
+        for key, n in result.counts.items():
+            yield TaggedOutput(COUNTS, (key, n))
+        if result.rows.num_rows:
+            yield result.rows
 
 
 def _dead_letter_outputs(dead: list[dict]) -> Iterator:
@@ -187,172 +134,15 @@ class ReadValidateNormalize(beam.PTransform):
         raw = tasks | "Read" >> beam.ParDo(
             ReadSourceFn(self.ctx, self.limits), beam.pvalue.AsDict(line_counts)
         ).with_output_types(Batch).with_outputs(*tags, main="batches")
-        parsed = raw.batches | "Parse" >> beam.ParDo(ParseRecordsFn(self.ctx)).with_output_types(
-            Batch).with_outputs(*tags, main="records")
-        valid = parsed.records | "Validate" >> beam.ParDo(ValidateEnvelopesFn(self.ctx)).with_output_types(
-            Batch).with_outputs(*tags, main="records")
-        rows = valid.records | "Normalize" >> beam.ParDo(
-            NormalizeEventsFn(self.ctx, self.policy, self.row_policy)).with_output_types(
+        rows = raw.batches | "Process" >> beam.ParDo(
+            ProcessBatchFn(self.ctx, self.policy, self.row_policy)).with_output_types(
             pa.Table).with_outputs(*tags, main="rows")
         dead = None
         if self.keep_dead_letters:
-            dead = (raw.dead_letters, parsed.dead_letters, valid.dead_letters, rows.dead_letters) \
-                | "AllDeadLetters" >> beam.Flatten()
+            dead = (raw.dead_letters, rows.dead_letters) | "AllDeadLetters" >> beam.Flatten()
         if dead is not None and self.row_policy.redact_dead_letters:
             dead = dead | "RedactDeadLetters" >> beam.Map(lambda batch: [redact(d) for d in batch])
-        counts = (raw.counts, parsed.counts, valid.counts, rows.counts) | "StageCounts" >> beam.Flatten()
+        counts = (raw.counts, rows.counts) | "StageCounts" >> beam.Flatten()
         return rows.rows, dead, counts
 
 
-FLUSH_BYTES_FILES = 32 << 20
-"""Rows a shuffle DoFn buffers before it writes a file (Arrow bytes, ≈476 per normalized event: ≈70,000
-events; 12 files for 1M events, was 192). Measured on the bench's 1M-event dry run alternated with the code
-that wrote a file per batch and bucket, CPU of the process tree (the machine's load made wall times
-vary by 2×): 32 MiB 0.98× (13 rounds); 128 MiB 1.04× (18 rounds) and +190 MiB in each worker; 16 MiB
-0.96×, 64 MiB 1.01×, 256 MiB 1.09× and +500 MiB (3 rounds each). A larger buffer is more fresh memory
-to fault in at every flush."""
-
-FLUSH_BYTES_RUNNER = 128 << 20
-"""The same for the runner's shuffle (Dataflow), where a flush is buckets elements: larger flushes make
-fewer, larger elements (at 2,000 buckets, ≈140 rows each; each also carries its Arrow schema). A flush
-holds about three times this (the buffer, the gathered rows, the bucket copies), in each of a worker's
-bundles (one per vCPU on batch Dataflow, 3.75 GB each on n1-standard). Not measured on Dataflow."""
-
-
-class GatherBucketsFn(beam.DoFn):
-    """Normalized tables → their rows grouped by bucket, one flush of many tables at a time.
-
-    The tables of a bundle are buffered until they pass ``flush_bytes`` (by default
-    ``FLUSH_BYTES_FILES`` or ``FLUSH_BYTES_RUNNER``), and at the end of the bundle; a flush computes the
-    bucket numbers of all its rows once and gathers them into bucket order. With ``shuffle_dir`` it
-    writes them as ONE Arrow IPC file holding a record batch per bucket and yields ``(bucket, (path,
-    batch index))``: only those go through Beam's GroupByKey, and the files written are one per flush
-    (≤ bundles + Arrow bytes ÷ ``flush_bytes``, see ``transforms.core.sizing.shuffle_objects``), however
-    many buckets. Without it, it yields ``(bucket, table)``: the runner's own shuffle (Dataflow's)
-    moves flushes × buckets elements, not batches × buckets.
-
-    A retried bundle writes new files (unique names); the failed attempt's files stay in the shuffle
-    folder until the run's work files are removed. The import is globally windowed, so the rows of a
-    bundle may share a flush and its output is emitted in the global window."""
-
-    def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int | None = None) -> None:
-        self.buckets, self.shuffle_dir = buckets, shuffle_dir
-        self.flush_bytes = flush_bytes or (FLUSH_BYTES_FILES if shuffle_dir else FLUSH_BYTES_RUNNER)
-
-    def start_bundle(self) -> None:
-        self._tables: list[pa.Table] = []
-        self._bytes = 0
-
-    def process(self, table: pa.Table) -> Iterator:
-        self._tables.append(table)
-        self._bytes += table.nbytes
-        if self._bytes >= self.flush_bytes:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator:
-        for element in self._flush():
-            yield GlobalWindows.windowed_value_at_end_of_window(element)
-
-    def _flush(self) -> list:
-        tables, self._tables, self._bytes = self._tables, [], 0
-        if not tables:
-            return []
-        if self.shuffle_dir is None:
-            return dedupe.split_into_buckets(tables, self.buckets)
-        gathered, runs = dedupe.gather_by_bucket(tables, self.buckets)
-        if not runs:
-            return []
-        path = FileSystems.join(self.shuffle_dir, f"{uuid.uuid4().hex}.arrow")
-        # local files stay uncompressed (CPU is what a laptop lacks, and they are read back from a
-        # memory map without a copy); remote ones (gs://) are lz4
-        compression = "lz4" if FileSystems.get_scheme(self.shuffle_dir) else None
-        with FileSystems.create(path) as f:
-            indexes = dedupe.write_bucket_file(gathered, runs, f, compression=compression)
-        return [(bucket, (path, index)) for bucket, index in indexes]
-
-
-def _open_shuffle_file(path: str):
-    if FileSystems.get_scheme(path) is None:
-        return pa.memory_map(path)  # zero-copy: the batches point into the mapped file
-    return FileSystems.open(path)
-
-
-def bucket_tables(parts) -> list[pa.Table]:
-    """A bucket's parts as tables: tables as they are, ``(path, batch index)`` pairs read with each
-    file opened once."""
-    tables, wanted = [], {}
-    for part in parts:
-        if isinstance(part, pa.Table):
-            tables.append(part)
-        else:
-            path, index = part
-            wanted.setdefault(path, []).append(index)
-    for path, indexes in wanted.items():
-        source = _open_shuffle_file(path)
-        tables.append(dedupe.read_bucket_batches(source, indexes))
-    return tables
-
-
-class ResolveBucketFn(_TimedDoFn):
-    """(bucket, tables or (path, batch index) pairs) → (bucket, deduped table); duplicates counted,
-    conflicts set aside."""
-
-    STAGE = "dedupe"
-
-    def start_bundle(self) -> None:
-        self._told = False
-
-    def process(self, element) -> Iterator:
-        if not self._told:  # in process, not start_bundle: a fused stage starts its bundles last-first
-            self._told = True
-            progress.phase("dedupe")
-        bucket, parts = element
-        started = time.perf_counter()
-        result = dedupe.resolve_bucket(bucket_tables(parts))
-        self._timed(started, result.rows.num_rows)
-        for key, n in result.counts.items():
-            yield TaggedOutput(COUNTS, (key, n))
-        yield from (TaggedOutput(CONFLICTS, c) for c in result.conflicts)
-        if result.rows.num_rows:
-            yield bucket, result.rows
-
-
-class DedupeEvents(beam.PTransform):
-    """Normalized tables → one row per eventId, as (bucket, table) pairs; conflicts and counts tagged.
-
-    With ``shuffle_dir`` (local runners) the rows are shuffled through Arrow files in that folder,
-    which is removed once every bucket is resolved; with None (Dataflow) through the runner's own
-    shuffle, as Arrow tables (``GatherBucketsFn``)."""
-
-    def __init__(self, buckets: int, shuffle_dir: str | None = None, flush_bytes: int | None = None) -> None:
-        super().__init__()
-        self.buckets, self.shuffle_dir, self.flush_bytes = buckets, shuffle_dir, flush_bytes
-
-    def expand(self, tables):
-        gather = GatherBucketsFn(self.buckets, self.shuffle_dir, self.flush_bytes)
-        if self.shuffle_dir:
-            keyed = tables | "SpillToBuckets" >> beam.ParDo(gather).with_output_types(tuple[int, tuple[str, int]])
-        else:  # typed, so that the tables cross the shuffle in the Arrow coder of transforms.core.coders
-            keyed = tables | "SplitIntoBuckets" >> beam.ParDo(gather).with_output_types(tuple[int, pa.Table])
-        resolved = (
-            keyed
-            | "GroupBuckets" >> beam.GroupByKey()
-            | "ResolveBuckets" >> beam.ParDo(ResolveBucketFn()).with_output_types(
-                tuple[int, pa.Table]).with_outputs(CONFLICTS, COUNTS, main="rows")
-        )
-        if self.shuffle_dir:
-            _ = (tables.pipeline
-                 | "ShuffleFolder" >> beam.Create([self.shuffle_dir])
-                 | "RemoveShuffleFiles" >> beam.Map(remove_shuffle_files, beam.pvalue.AsIter(resolved.counts)))
-        return resolved.rows, resolved.conflicts, resolved.counts
-
-
-def remove_shuffle_files(shuffle_dir: str, resolved) -> int:
-    """Remove the shuffle folder once every bucket is resolved: ``resolved`` (the resolve's counts, a
-    side input) is complete only then, and is not read. The files hold every row of the import (≈476
-    bytes an event): gone now, they do not share the disk with what the sink writes, and a local
-    folder beside a gs:// work folder does not outlive the run. The resolved rows are copies, not
-    views of the files."""
-    from transforms.core.workfiles import remove_tree
-
-    return remove_tree(shuffle_dir)

@@ -14,8 +14,8 @@ import os
 from functools import lru_cache
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from transforms.core.distinct import map_distinct
 from transforms.core.settings import is_local_runner
 
 MIN_KEY_BYTES = 16
@@ -63,11 +63,7 @@ def _pseudonym(key: bytes, value: str) -> str:
 
 def pseudonymize(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
     """HMAC-SHA256 (hex) of each non-null value, computed once per distinct value."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    encoded = pc.dictionary_encode(values)
-    hashed = pa.array([_pseudonym(key, v) for v in encoded.dictionary.to_pylist()], pa.string())
-    return hashed.take(encoded.indices)
+    return map_distinct(values, lambda v: _pseudonym(key, v), pa.string())
 
 
 def redact(dead: dict) -> dict:

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import idna
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from transforms.core.distinct import map_distinct
 
 WEB_SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 """Schemes whose authority is a host: lower-cased, default port dropped, empty path as `/`."""
@@ -131,8 +132,4 @@ _cached = lru_cache(maxsize=65_536)(normalize_url)
 
 def normalize_urls(urls: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Normalize a string column, computing each distinct value once."""
-    if isinstance(urls, pa.ChunkedArray):
-        urls = urls.combine_chunks()
-    encoded = pc.dictionary_encode(urls)
-    normalized = pa.array([_cached(u) for u in encoded.dictionary.to_pylist()], pa.string())
-    return normalized.take(encoded.indices)
+    return map_distinct(urls, _cached, pa.string())
