@@ -1,6 +1,6 @@
 """What an import costs on Dataflow and real BigQuery, from the code's own formulas.
 
-    python -m pipeline.costs [--write]   # the tables of docs/dataflow.md and README's Pub/Sub section
+    python -m pipeline.costs [--write]   # the tables of docs/dataflow.md and docs/pubsub.md
                                          # (--write: into them; a test keeps them equal)
 
 The BigQuery side follows the statements of the write transaction (``transforms.bigquery.merge``) and
@@ -40,7 +40,7 @@ GCS_CLASS_A_PER_1000 = 0.005
 """USD per 1,000 object writes/lists, Standard storage (https://cloud.google.com/storage/pricing)."""
 EVENTS_PER_VCPU_SECOND = 15_000
 """Worker throughput assumed on Dataflow: half of what one core of this project's 2-core test machine
-does in the 1M-event dry run (≈30,000 events/s per core, README performance); a vCPU is a hyperthread."""
+does in the 1M-event dry run (≈30,000 events/s per core, docs/performance.md); a vCPU is a hyperthread."""
 WORKER_VCPUS, WORKER_GIB = 4, 16  # n2-standard-4, the machine type docs/dataflow.md suggests
 PRODUCTION_URI = "gs://my-collector-exports/rlvt/2026-11-20/part-00000.ndjson.gz"
 """``source_uri`` of the measured rows (the example's own path depends on where the checkout is)."""
@@ -252,7 +252,7 @@ def stream_table(sizes: RowSizes, rates: tuple[int, ...] = (10_000_000, 100_000_
 
 BEGIN, END = "<!-- costs:begin (python -m pipeline.costs) -->", "<!-- costs:end -->"
 STREAM_BEGIN, STREAM_END = "<!-- stream-costs:begin (python -m pipeline.costs) -->", "<!-- stream-costs:end -->"
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+PUBSUB_DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "pubsub.md")
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "dataflow.md")
 
 
@@ -275,7 +275,7 @@ if __name__ == "__main__":
     sizes = measured_row_sizes()
     text, stream = render(sizes), render_stream(sizes)
     if sys.argv[1:] == ["--write"]:
-        for path, rendered, begin, end in ((DOC, text, BEGIN, END), (README, stream, STREAM_BEGIN, STREAM_END)):
+        for path, rendered, begin, end in ((DOC, text, BEGIN, END), (PUBSUB_DOC, stream, STREAM_BEGIN, STREAM_END)):
             with open(path) as f:
                 doc = f.read()
             with open(path, "w") as f:

@@ -46,9 +46,9 @@ def test_the_page_shows_what_the_code_computes():
     assert costs.embedded(doc, costs.render()) == doc, "stale: run `.venv/bin/python -m pipeline.costs --write`"
 
 
-def test_the_readme_shows_the_stream_merge_costs_the_code_computes():
-    readme = Path(costs.README).read_text()
-    assert costs.embedded(readme, costs.render_stream(), costs.STREAM_BEGIN, costs.STREAM_END) == readme, \
+def test_the_pubsub_page_shows_the_stream_merge_costs_the_code_computes():
+    page = Path(costs.PUBSUB_DOC).read_text()
+    assert costs.embedded(page, costs.render_stream(), costs.STREAM_BEGIN, costs.STREAM_END) == page, \
         "stale: run `.venv/bin/python -m pipeline.costs --write`"
 
 
