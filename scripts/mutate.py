@@ -73,6 +73,7 @@ TARGETS = (
     Target("transforms/stages/dedupe.py", ("tests/test_dedupe.py",)),
     Target("schemas/validation.py", VALIDATION_TESTS),
     Target("transforms/stages/validate.py", VALIDATION_TESTS),
+    Target("transforms/stages/wire.py", VALIDATION_TESTS),
     Target("transforms/stages/privacy.py", ("tests/test_privacy_agents.py",)),
     Target("transforms/stages/agents.py", ("tests/test_privacy_agents.py",)),
     Target("transforms/core/sizing.py", ("tests/test_sizing.py",)),

@@ -12,7 +12,8 @@ import pytest
 from schemas.envelope import ENVELOPE, ENVELOPE_BY_NAME, NULL
 from schemas.validation import WIRE_SUFFIX, all_rules, envelope_schema, value_dtype
 from transforms.core.records import ImportContext, RecordBatch
-from transforms.stages.validate import failures_by_row, validate_batch, wire_frame
+from transforms.stages.validate import failures_by_row, validate_batch
+from transforms.stages.wire import wire_frame
 
 CTX = ImportContext("run-rules", 1_764_000_000_000_000)
 KEY = "61a095fdd8d2e20011544831"

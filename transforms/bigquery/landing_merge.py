@@ -117,10 +117,10 @@ def merge_script(target: BigQueryTarget, landing: TableRef, window: MergeWindow)
     cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
     # the window's rows, ranked once: the winners are what the transaction inserts, all of them feed the
     # conflicts (the script's first statements run before its transaction; a temp table is per script)
-    script = insert_new_rows_script(tables, f"SELECT {cols} FROM ranked WHERE _rank = 1", EVENT_COLUMNS,
-                                    staged_days_only=True, inside=_inside(tables, events, landing, window))
-    head, _, rest = script.partition("BEGIN TRANSACTION;\n")
-    return f"{head}CREATE TEMP TABLE ranked AS {_ranked_sql(landing, window.where())};\nBEGIN TRANSACTION;\n{rest}"
+    return insert_new_rows_script(tables, f"SELECT {cols} FROM ranked WHERE _rank = 1", EVENT_COLUMNS,
+                                  staged_days_only=True,
+                                  before=f"CREATE TEMP TABLE ranked AS {_ranked_sql(landing, window.where())};\n",
+                                  inside=_inside(tables, events, landing, window))
 
 
 @dataclass(frozen=True)

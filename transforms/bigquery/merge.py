@@ -68,13 +68,14 @@ def differs_sql(columns: tuple[str, ...]) -> str:
 
 def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], *,
                            run_logs: tuple[TableRef, TableRef] | None = None, final_status: str | None = None,
-                           staged_days_only: bool = False, inside: str = "") -> str:
+                           staged_days_only: bool = False, before: str = "", inside: str = "") -> str:
     """The script (parameters ``@run``, ``@launch``, ``@detected_at``). ``source_sql`` selects the staged
     rows, one per eventId; ``run_logs`` = (staged dead letters, staged conflicts) to add unless
     the run id has its logs already; ``final_status`` is written on the run's row at commit (e.g. ``merged``).
     ``staged_days_only``: look the ids up only under the days of the staged rows (the ids table is
     partitioned on them), for a stream's frequent small writes, where a scan of every id at each tick
-    would cost more than the rows; a batch import looks them up under any day. ``inside``: more
+    would cost more than the rows; a batch import looks them up under any day. ``before``: statements
+    that run before the transaction (``source_sql`` may read the temp tables they make); ``inside``: more
     statements for the same transaction (before its COMMIT)."""
     cols = _cols(columns)
     logs = ""
@@ -95,7 +96,7 @@ def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], 
         days_filter = f"\n  WHERE DATE(I.{PARTITION_COLUMN}) IN UNNEST(staged_days)"
     return f"""DECLARE stored_days ARRAY<DATE> DEFAULT [];
 DECLARE staged_days ARRAY<DATE> DEFAULT [];
-BEGIN TRANSACTION;
+{before}BEGIN TRANSACTION;
 UPDATE {t.runs.sql} SET updated_at = CURRENT_TIMESTAMP() WHERE run_id = @run AND launch = @launch;
 IF @@row_count = 0 THEN
   RAISE USING MESSAGE = 'rlvt: this launch has no claim on its run id in {t.runs}: was it deleted?';

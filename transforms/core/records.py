@@ -11,6 +11,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -297,6 +298,14 @@ def dead_letter(
 
 ORIGIN_COLUMNS = ("source_message_id", "source_attributes", "datasource_id")
 """What a replayed record keeps of its dead letter besides file, line and index (``RecordBatch.origin``)."""
+
+
+class Kept(NamedTuple):
+    """What a stage that keeps or rejects records returns (parse, validate): the records it keeps, and
+    a dead letter for each one it rejects. ``transforms.stages.batch`` chains the stages."""
+
+    records: RecordBatch
+    dead_letters: list[dict]
 
 
 def stamp_origin(dead: list[dict], origin: dict | None) -> list[dict]:

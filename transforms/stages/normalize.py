@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -23,13 +24,22 @@ from transforms.core.timestamps import convert_epochs
 from transforms.stages.agents import agents_column
 from transforms.stages.labels import LabelBuffers
 from transforms.stages.urls import normalize_urls
-from transforms.stages.validate import wire_frame
+from transforms.stages.wire import wire_frame
 
 _TIME_STATUS = {1: "timestamp:missing", 2: "timestamp:not_finite", 3: "timestamp:out_of_range"}
 
 
 _LABEL_TYPES = {name: ROW_SCHEMA.field(name).type for name in ("ids", "transId", "value", "labels", "quality_flags")}
 STRING_COLUMNS = ("eventId", "key", "name", "tmpId", "clientId", "url", "ua", "b", "id")
+
+
+class Normalized(NamedTuple):
+    """The normalize stage's result: typed rows (``ROW_SCHEMA``), a dead letter for each record it
+    rejects (an event time out of bounds), and counts of the label issues it fixed or flagged."""
+
+    rows: pa.Table
+    dead_letters: list[dict]
+    label_issues: Counter
 
 
 def _arrow_strings(frame, name: str) -> pa.Array:
@@ -43,7 +53,7 @@ def _arrow_strings(frame, name: str) -> pa.Array:
 
 def normalize_batch(
     batch: RecordBatch, ctx: ImportContext, policy: TimestampPolicy
-) -> tuple[pa.Table, list[dict], Counter]:
+) -> Normalized:
     """Returns (rows, dead letters, quality-flag counts)."""
     with cyclic_gc_paused():
         return _normalize_batch(batch, ctx, policy)
@@ -51,7 +61,7 @@ def normalize_batch(
 
 def _normalize_batch(
     batch: RecordBatch, ctx: ImportContext, policy: TimestampPolicy
-) -> tuple[pa.Table, list[dict], Counter]:
+) -> Normalized:
     records = batch.records
     frame = batch.frame if batch.frame is not None else wire_frame(records)
     # validation guarantees a number or null/absent (null → NaN; ints beyond float range → inf)
@@ -118,4 +128,4 @@ def _normalize_batch(
         else pa.array(columns[f.name], f.type)
         for f in ROW_SCHEMA
     ]
-    return pa.Table.from_arrays(arrays, schema=ROW_SCHEMA), dead, flag_counts
+    return Normalized(pa.Table.from_arrays(arrays, schema=ROW_SCHEMA), dead, flag_counts)

@@ -13,6 +13,7 @@ import orjson
 from schemas.envelope import ENVELOPE, PARSE_REASONS, READ_REASONS
 from transforms.core.records import (
     ImportContext,
+    Kept,
     LineBatch,
     RecordBatch,
     compact_json,
@@ -104,13 +105,13 @@ def _invalid(code: str, detail: str = "") -> dict:
     return reason(code, message)
 
 
-def parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
+def parse_lines(batch: LineBatch, ctx: ImportContext) -> Kept:
     """Parse each line; returns the envelopes (one per array element) and the dead letters."""
     with cyclic_gc_paused():
         return _parse_lines(batch, ctx)
 
 
-def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
+def _parse_lines(batch: LineBatch, ctx: ImportContext) -> Kept:
     out = RecordBatch(batch.source_uri, fields=[])
     dead: list[dict] = []
     uri = batch.source_uri
@@ -165,7 +166,7 @@ def _parse_lines(batch: LineBatch, ctx: ImportContext) -> tuple[RecordBatch, lis
             dead.append(dead_letter(
                 ctx, "parse", [_invalid("parse:not_an_object", f"Got {_json_type(value)}.")], raw, uri, line,
             ))
-    return out, dead
+    return Kept(out, dead)
 
 
 def _add_element(out: RecordBatch, dead: list[dict], ctx: ImportContext, element: object, raw: bytes, uri: str,
@@ -178,7 +179,7 @@ def _add_element(out: RecordBatch, dead: list[dict], ctx: ImportContext, element
                                 raw, uri, line, index))
 
 
-def check_objects(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, list[dict]]:
+def check_objects(batch: RecordBatch, ctx: ImportContext) -> Kept:
     """For sources parsed by their reader (JSON arrays, CSV, Parquet): keep the objects."""
     keep, dead = [], []
     for i, record in enumerate(batch.records):
@@ -189,7 +190,7 @@ def check_objects(batch: RecordBatch, ctx: ImportContext) -> tuple[RecordBatch, 
                 ctx, "parse", [_invalid("parse:not_an_object", f"Got {_json_type(record)}.")],
                 batch.raws[i], batch.source_uri, batch.line_numbers[i], batch.indexes[i],
             ))
-    return (batch if len(keep) == len(batch) else batch.subset(keep)), dead
+    return Kept(batch if len(keep) == len(batch) else batch.subset(keep), dead)
 
 
 def _json_type(value: object) -> str:
