@@ -19,24 +19,17 @@ from schemas.envelope import (
 PARTITION_COLUMN = "timestamp"
 CLUSTER_COLUMNS = ("key", "name", "clientId")
 
-_TYPES = {
-    "string": ("STRING", "NULLABLE"),
-    "int64": ("INTEGER", "NULLABLE"),
-    "bool": ("BOOLEAN", "NULLABLE"),
-    "timestamp": ("TIMESTAMP", "NULLABLE"),
-    "numeric": ("NUMERIC", "NULLABLE"),
-    "string_list": ("STRING", "REPEATED"),
-    "labels": ("RECORD", "REPEATED"),
-    "record": ("RECORD", "NULLABLE"),
-    "reasons": ("RECORD", "REPEATED"),
+_TYPES = {  # column kind -> BigQuery type
+    "string": "STRING", "int64": "INTEGER", "bool": "BOOLEAN", "timestamp": "TIMESTAMP", "numeric": "NUMERIC",
+    "record": "RECORD", "string_list": "STRING", "labels": "RECORD", "reasons": "RECORD",
 }
+_REPEATED = frozenset({"string_list", "labels", "reasons"})
+"""Kinds that are lists: a REPEATED field. Any other kind is NULLABLE, or REQUIRED for a required column."""
 
 
 def bigquery_field(col: OutputColumn) -> dict:
-    bq_type, mode = _TYPES[col.kind]
-    if mode == "NULLABLE" and col.required:
-        mode = "REQUIRED"
-    field = {"name": col.name, "type": bq_type, "mode": mode, "description": col.description}
+    mode = "REPEATED" if col.kind in _REPEATED else "REQUIRED" if col.required else "NULLABLE"
+    field = {"name": col.name, "type": _TYPES[col.kind], "mode": mode, "description": col.description}
     if col.fields:
         field["fields"] = [bigquery_field(sub) for sub in col.fields]
     return field

@@ -53,64 +53,42 @@ class EnvelopeField:
         return self.wire_types + ((NULL,) if self.nullable else ())
 
 
+def _identifier(name: str, description: str, max_length: int = MAX_ID_LENGTH) -> EnvelopeField:
+    """A required, non-empty string of bounded length (the ids and the event name)."""
+    return EnvelopeField(name, (STRING,), True, description, min_length=1, max_length=max_length)
+
+
+def _optional_text(name: str, description: str) -> EnvelopeField:
+    """An optional string, null allowed, of at most ``MAX_TEXT_LENGTH`` characters."""
+    return EnvelopeField(name, (STRING,), False, description, nullable=True, max_length=MAX_TEXT_LENGTH)
+
+
+_WORKFLOW_LINK = "Opaque workflow-link metadata (web only, usually absent)."
+
 ENVELOPE: tuple[EnvelopeField, ...] = (
-    EnvelopeField(
-        "key", (STRING,), True,
-        "Company id: 24 lower-case hex characters (a MongoDB ObjectId).",
-        pattern=KEY_PATTERN,
-    ),
-    EnvelopeField(
-        "tmpId", (STRING,), True,
+    EnvelopeField("key", (STRING,), True, "Company id: 24 lower-case hex characters (a MongoDB ObjectId).",
+                  pattern=KEY_PATTERN),
+    _identifier(
+        "tmpId",
         "Device identifier persisted on the device (web cookie `rlvt_tmpId`, a cuid; iOS upper-case "
         "UUID; Android lower-case UUID or 25 random characters; `android_id` from a known SDK bug).",
-        min_length=1, max_length=MAX_ID_LENGTH,
     ),
-    EnvelopeField(
-        "eventId", (STRING,), True,
-        "Random identifier of one event; the dedupe key.",
-        min_length=1, max_length=MAX_ID_LENGTH,
-    ),
-    EnvelopeField(
-        "name", (STRING,), True,
+    _identifier("eventId", "Random identifier of one event; the dedupe key."),
+    _identifier(
+        "name",
         "Event name: `page_view`, `product_page`, `category_view`, `brand_view`, `product_hover`, "
         "`add_cart`, `purchase`, `purchase_references`, `identify`, or a custom name.",
-        min_length=1, max_length=MAX_NAME_LENGTH,
+        max_length=MAX_NAME_LENGTH,
     ),
-    EnvelopeField(
-        "url", (STRING,), True,
-        "Page URL or app deep link, or the literal `unknown`.",
-        max_length=MAX_TEXT_LENGTH,
-    ),
-    EnvelopeField(
-        "ua", (STRING,), False,
-        "User agent of the device (web senders only; mobile SDKs never put it in the body).",
-        nullable=True, max_length=MAX_TEXT_LENGTH,
-    ),
-    EnvelopeField(
-        "data", (OBJECT,), False,
-        "Labels: `ids`, `transId`, `value` and free labels. Absent means `{}`.",
-        nullable=True,
-    ),
-    EnvelopeField(
-        "clientId", (STRING,), False,
-        "Identifier of the user, when known; null or absent for anonymous users.",
-        nullable=True, max_length=MAX_TEXT_LENGTH,
-    ),
-    EnvelopeField(
-        "v", (NUMBER,), True,
-        "Protocol version; always 1.",
-        equals=1,
-    ),
-    EnvelopeField(
-        "b", (STRING,), False,
-        "Opaque workflow-link metadata (web only, usually absent).",
-        nullable=True, max_length=MAX_TEXT_LENGTH,
-    ),
-    EnvelopeField(
-        "id", (STRING,), False,
-        "Opaque workflow-link metadata (web only, usually absent).",
-        nullable=True, max_length=MAX_TEXT_LENGTH,
-    ),
+    EnvelopeField("url", (STRING,), True, "Page URL or app deep link, or the literal `unknown`.",
+                  max_length=MAX_TEXT_LENGTH),
+    _optional_text("ua", "User agent of the device (web senders only; mobile SDKs never put it in the body)."),
+    EnvelopeField("data", (OBJECT,), False, "Labels: `ids`, `transId`, `value` and free labels. Absent means `{}`.",
+                  nullable=True),
+    _optional_text("clientId", "Identifier of the user, when known; null or absent for anonymous users."),
+    EnvelopeField("v", (NUMBER,), True, "Protocol version; always 1.", equals=1),
+    _optional_text("b", _WORKFLOW_LINK),
+    _optional_text("id", _WORKFLOW_LINK),
     EnvelopeField(
         "timestamp", (NUMBER,), False,
         "Unix time of the action in seconds, milliseconds or microseconds (unit detected by magnitude).",

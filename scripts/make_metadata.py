@@ -20,6 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = ROOT / "metadata.json"
+if str(ROOT) not in sys.path:  # run as a script, or loaded from its file by the tests
+    sys.path.insert(0, str(ROOT))
+
+from scripts.generated import write_or_check  # noqa: E402
 
 # The template always runs in the cloud: files are gs:// there, even though the CLI also takes local paths.
 _BUCKET = r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]"
@@ -37,13 +41,26 @@ INTEGER = r"^[0-9]+$"
 DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
 BOOLEAN = r"^(true|false)$"
 
-# flag -> (label, shape). Shapes: a regex constant above, "table", "datasource", "choices", "number",
-# "boolean" (a store_true flag: the template passes true/false, template_main.py turns it back into the
-# bare flag), "pseudonymize" (a comma-separated subset), or None (free text). Param types follow the
-# shape unless given as a third element.
-SHAPES: dict[str, tuple] = {
-    "input": ("Input files (gs:// path or glob)", GCS_PATTERN),
-    "input_subscription": ("Pub/Sub subscription (instead of files)", SUBSCRIPTION, "PUBSUB_SUBSCRIPTION"),
+# Values checked by a regex above, by the name of their shape: (regex, the console's parameter type).
+PATTERNS: dict[str, tuple[str, str]] = {
+    "gcs_pattern": (GCS_PATTERN, "TEXT"),
+    "gcs_folder": (GCS_PATH, "GCS_WRITE_FOLDER"),
+    "gcs_file": (GCS_PATH, "GCS_WRITE_FILE"),
+    "subscription": (SUBSCRIPTION, "PUBSUB_SUBSCRIPTION"),
+    "http_url": (HTTP_URL, "TEXT"),
+    "location": (LOCATION, "TEXT"),
+    "instant": (ISO_INSTANT, "TEXT"),
+    "env_var": (ENV_VAR, "TEXT"),
+    "secret_version": (SECRET_VERSION, "TEXT"),
+    "run_id": (RUN_ID, "TEXT"),
+}
+
+# flag -> (label, shape). Shapes: a name in PATTERNS, "table", "datasource", "choices", "number", "boolean"
+# (an on/off flag, off by default: the template passes true or false), "pseudonymize" (a comma-separated
+# subset), or None (free text).
+SHAPES: dict[str, tuple[str, str | None]] = {
+    "input": ("Input files (gs:// path or glob)", "gcs_pattern"),
+    "input_subscription": ("Pub/Sub subscription (instead of files)", "subscription"),
     "merge_interval_seconds": ("Pub/Sub: seconds between MERGEs", "number"),
     "stop_after_idle_seconds": ("Pub/Sub: stop after this many idle seconds", "number"),
     "max_messages": ("Pub/Sub: messages per batch", "number"),
@@ -51,33 +68,33 @@ SHAPES: dict[str, tuple] = {
     "landing_table": ("Pub/Sub: landing table", "table"),
     "input_format": ("Input format", "choices"),
     "datasource_id": ("Datasource id", "datasource"),
-    "output_dir": ("Output folder (file sink)", GCS_PATH, "GCS_WRITE_FOLDER"),
+    "output_dir": ("Output folder (file sink)", "gcs_folder"),
     "overwrite": ("Replace the import's files in a non-empty output folder", "boolean"),
     "output_table": ("Events table (BigQuery sink)", "table"),
     "dead_letter_table": ("Dead-letter table", "table"),
     "conflicts_table": ("Conflicts table", "table"),
-    "bigquery_endpoint": ("BigQuery API endpoint (emulators only)", HTTP_URL),
-    "bigquery_location": ("BigQuery location for new datasets", LOCATION),
+    "bigquery_endpoint": ("BigQuery API endpoint (emulators only)", "http_url"),
+    "bigquery_location": ("BigQuery location for new datasets", "location"),
     "bigquery_retry_seconds": ("Seconds to retry each BigQuery call", "number"),
-    "report_path": ("Run report file", GCS_PATH, "GCS_WRITE_FILE"),
-    "report_html": ("HTML run report file", GCS_PATH, "GCS_WRITE_FILE"),
+    "report_path": ("Run report file", "gcs_file"),
+    "report_html": ("HTML run report file", "gcs_file"),
     "runs_table": ("Run history table", "table"),
     "missing_timestamp": ("Events without a timestamp", "choices"),
-    "default_timestamp": ("Timestamp for events without one", ISO_INSTANT),
+    "default_timestamp": ("Timestamp for events without one", "instant"),
     "timestamp_unit": ("Unit of the timestamp field", "choices"),
-    "min_event_time": ("Earliest accepted event time", ISO_INSTANT),
-    "max_event_time": ("Latest accepted event time", ISO_INSTANT),
+    "min_event_time": ("Earliest accepted event time", "instant"),
+    "max_event_time": ("Latest accepted event time", "instant"),
     "buckets": ("Dedupe shuffle buckets", "number"),
     "batch_size": ("Records per batch", "number"),
     "max_line_bytes": ("Longest accepted line, in bytes", "number"),
     "split_bytes": ("Split uncompressed NDJSON files above, in bytes", "number"),
     "drop_bots": ("Drop bot traffic", "boolean"),
     "pseudonymize": ("Columns to pseudonymize", "pseudonymize"),
-    "hash_key_env": ("Environment variable with the pseudonymization key", ENV_VAR),
-    "hash_key_secret": ("Secret Manager version with the pseudonymization key", SECRET_VERSION),
+    "hash_key_env": ("Environment variable with the pseudonymization key", "env_var"),
+    "hash_key_secret": ("Secret Manager version with the pseudonymization key", "secret_version"),
     "redact_dead_letters": ("Redact dead letters", "boolean"),
-    "dead_letter_payloads": ("Folder for whole dead-letter payloads", GCS_PATH, "GCS_WRITE_FOLDER"),
-    "run_id": ("Run id", RUN_ID),
+    "dead_letter_payloads": ("Folder for whole dead-letter payloads", "gcs_folder"),
+    "run_id": ("Run id", "run_id"),
     "dry_run": ("Dry run (write nothing)", "boolean"),
 }
 # Beam declares --dry_run with its own help ("used in unit testing runners"); the import's meaning:
@@ -95,8 +112,6 @@ TEMPLATE = {
 
 def pipeline_flags() -> list[argparse.Action]:
     """The import's flags, in declaration order: ``ImportOptions`` then Beam's ``--dry_run``."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from apache_beam.options.pipeline_options import TestOptions
 
     from pipeline.options import ImportOptions
@@ -130,7 +145,7 @@ def parameter(action: argparse.Action) -> dict:
     name = action.dest
     if name not in SHAPES:
         raise SystemExit(f"--{name} has no entry in SHAPES (scripts/make_metadata.py): give it a label and a shape")
-    label, shape, *param_type = SHAPES[name]
+    label, shape = SHAPES[name]
     param = {"name": name, "label": label,
              "helpText": DRY_RUN_HELP if name == "dry_run" else " ".join(action.help.split()),
              "isOptional": name not in REQUIRED}
@@ -149,13 +164,16 @@ def parameter(action: argparse.Action) -> dict:
     elif shape == "pseudonymize":
         param["regexes"] = [_columns_regex()]
     elif shape == "boolean":
-        if not (isinstance(action, argparse._StoreTrueAction) or name == "dry_run"):
-            raise SystemExit(f"--{name}: the boolean shape is for store_true flags")
+        if not ((action.const is True and action.default is False) or name == "dry_run"):
+            raise SystemExit(f"--{name}: the boolean shape is for on/off flags (off by default, on when given bare)")
         param["regexes"] = [BOOLEAN]
         param["paramType"] = "BOOLEAN"
+    elif shape in PATTERNS:
+        param["regexes"] = [PATTERNS[shape][0]]
+        param["paramType"] = PATTERNS[shape][1]
     elif shape is not None:
-        param["regexes"] = [shape]
-    param.setdefault("paramType", param_type[0] if param_type else "TEXT")
+        raise SystemExit(f"--{name}: unknown shape {shape!r} (scripts/make_metadata.py)")
+    param.setdefault("paramType", "TEXT")
     if action.default not in (None, "", argparse.SUPPRESS):
         param["defaultValue"] = str(action.default).lower() if isinstance(action.default, bool) else str(action.default)
     return param
@@ -170,19 +188,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if metadata.json differs from what would be written")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not METADATA.exists() or METADATA.read_text() != text:
-            print(f"{METADATA.name} is stale: run .venv/bin/python scripts/make_metadata.py", file=sys.stderr)
-            return 1
-        return 0
-    METADATA.write_text(text)
-    print(f"wrote {METADATA}")
-    return 0
+    return write_or_check(METADATA, render, ".venv/bin/python scripts/make_metadata.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
