@@ -1,0 +1,71 @@
+"""Every relative link of README.md and docs/*.md leads somewhere: the file exists, and a #anchor names a
+heading of the page it points to (GitHub's rule for heading ids)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+CODE = re.compile(r"`[^`\n]*`")
+
+
+def prose(text: str) -> str:
+    """The page without its code blocks and code spans (a `[x](y)` there is no link)."""
+    return CODE.sub("", FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """GitHub's id of a heading: lower case, punctuation dropped (not - or _), spaces as hyphens."""
+    text = re.sub(r"<[^>]+>", "", heading).replace("`", "").strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    ids = set()
+    for line in FENCE.sub("", page.read_text()).splitlines():
+        m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        base = slug(m.group(1))
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        ids.add(base if n == 0 else f"{base}-{n}")
+    return ids
+
+
+def links(page: Path) -> list[str]:
+    return [m.group(1) for m in LINK.finditer(prose(page.read_text()))
+            if not re.match(r"[a-z][a-z0-9+.-]*:", m.group(1))]  # http:, https:, mailto: are not checked here
+
+
+def test_slugs_follow_github():
+    assert slug("What holds on Dataflow and real BigQuery, and why") == \
+        "what-holds-on-dataflow-and-real-bigquery-and-why"
+    assert slug("Pub/Sub") == "pubsub"
+    assert slug("`transforms/stages/urls.py`") == "transformsstagesurlspy"
+    assert slug("Dataflow, the Flex Template and scheduling") == "dataflow-the-flex-template-and-scheduling"
+
+
+def test_the_pages_have_links_to_check():
+    assert sum(len(links(p)) for p in PAGES) > 20
+    assert "docs/options.md" in links(ROOT / "README.md")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_leads_somewhere(page: Path):
+    broken = []
+    for target in links(page):
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
+    assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
