@@ -69,3 +69,13 @@ def test_every_relative_link_leads_somewhere(page: Path):
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
     assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+CODE_PATH = re.compile(r"\b((?:pipeline|transforms|schemas|scripts|bench|tests|deploy)/[\w/]+\.(?:py|sh))\b")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_a_page_names_exists(page: Path):
+    """`transforms/stages/parse.py` on a page is a file of the tree (a moved module leaves no stale map)."""
+    named = set(CODE_PATH.findall(page.read_text()))
+    assert not {p for p in named if not (ROOT / p).exists()}, f"{page.relative_to(ROOT)} names missing files"
