@@ -29,7 +29,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="${RLVT_VENV:-$ROOT/.venv}"  # RLVT_VENV: another venv (scripts/smoke_pythons.sh makes one per Python)
 
-SUPPORTED_PYTHONS="3.11 3.12 3.13"  # Beam 2.77 and every pinned package have wheels for these (README)
+SUPPORTED_PYTHONS="3.11 3.12 3.13"  # Beam 2.77 and every pinned package have wheels for these (docs/operations.md)
 
 is_supported_python() {
   "$1" -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" not in sys.argv[1].split())' \
