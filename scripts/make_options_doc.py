@@ -17,6 +17,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "options.md"
+if str(ROOT) not in sys.path:  # run as a script, or loaded from its file by the tests
+    sys.path.insert(0, str(ROOT))
+
+from scripts.generated import write_or_check  # noqa: E402
+
 COMMAND = ".venv/bin/python scripts/make_options_doc.py"
 
 INTRO = f"""\
@@ -65,8 +70,6 @@ How the performance flags and the local workers trade speed for memory: [perform
 
 
 def import_parser() -> argparse.ArgumentParser:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from pipeline.cli import import_parser
 
     return import_parser()
@@ -127,19 +130,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/options.md differs from what would be written")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not DOC.exists() or DOC.read_text() != text:
-            print(f"docs/options.md is stale: run {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
-    return 0
+    return write_or_check(DOC, render, COMMAND, __doc__.splitlines()[0], argv, shown="docs/options.md")
 
 
 if __name__ == "__main__":
