@@ -62,9 +62,10 @@ class StrictParser(argparse.ArgumentParser):
         return parsed
 
 
-def known_flags(parser: argparse.ArgumentParser) -> dict[str, bool]:
-    """Every option string of ``parser`` → whether it takes a value."""
-    return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
+def known_flags(parser: argparse.ArgumentParser) -> dict[str, bool | str]:
+    """Every option string of ``parser`` → whether it takes a value: True, False, or ``"?"`` when the
+    value is optional (an on/off flag: the next argument is its value only if it is not a flag)."""
+    return {s: "?" if a.nargs == "?" else a.nargs != 0 for a in parser._actions for s in a.option_strings}
 
 
 def _grouped_import_parser(prog: str, skip: tuple[str, ...] = ()) -> StrictParser:
@@ -108,7 +109,7 @@ def replay_import_help() -> str:
     return "import " + text[text.index("input options:"):]
 
 
-def beam_flags() -> dict[str, bool]:
+def beam_flags() -> dict[str, bool | str]:
     """Every flag Beam's options classes define (Dataflow's included) → whether it takes a value."""
     from apache_beam.options import pipeline_options
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -129,7 +130,7 @@ def beam_flags() -> dict[str, bool]:
     return known_flags(parser)
 
 
-def unknown_arguments(argv: list[str], known: dict[str, bool]) -> list[str]:
+def unknown_arguments(argv: list[str], known: dict[str, bool | str]) -> list[str]:
     """The flags of ``argv`` that ``known`` does not hold, and arguments that belong to no flag."""
     unknown, i = [], 0
     while i < len(argv):
@@ -146,8 +147,8 @@ def unknown_arguments(argv: list[str], known: dict[str, bool]) -> list[str]:
         if takes_value is None:
             unknown.append(name)
             takes_value = not has_value and i < len(argv) and not argv[i].startswith("-")
-        if takes_value and not has_value and i < len(argv):
-            i += 1  # the flag's value, whatever it looks like
+        if takes_value and not has_value and i < len(argv) and (takes_value is True or not argv[i].startswith("-")):
+            i += 1  # the flag's value, whatever it looks like (an optional value never starts with -)
     return unknown
 
 
@@ -165,7 +166,7 @@ def unknown_message(unknown: list[str], known, own=(), hint: str = "") -> str:  
     return "; ".join(parts) + (f". {hint}" if hint else "")
 
 
-def check_flags(argv: list[str], own: dict[str, bool] | None = None, hint: str = "") -> None:
+def check_flags(argv: list[str], own: dict[str, bool | str] | None = None, hint: str = "") -> None:
     """Raise ``UsageError`` naming every flag of ``argv`` that neither ``own`` (default: the import's
     flags) nor Beam defines."""
     own = known_flags(import_parser()) if own is None else own
@@ -179,7 +180,7 @@ def check_import_flags(argv: list[str]) -> None:
     check_flags(argv, hint="./run.sh import --help lists every flag")
 
 
-def replay_own_flags() -> dict[str, bool]:
+def replay_own_flags() -> dict[str, bool | str]:
     from pipeline.replay import parser as replay_parser
 
     return {**known_flags(replay_parser()), **known_flags(import_parser())}
