@@ -15,9 +15,11 @@
 #   under a second. Delete .emulators/bigquery-venv to force a reinstall.
 # Then: scripts/bigquery_emulator.sh start
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/emulator.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh"  # ROOT, STATE (.emulators), die, hold_lock
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.emulators/bigquery-venv"
+NAME=setup_bigquery_emulator
+VENV="$STATE/bigquery-venv"
 DUCKDB_VERSION=1.5.5
 # DuckDB extensions the emulator loads: ducklake (storage), icu (time zones), spatial
 # (its GEOGRAPHY macros are created at the first request; without it every call fails).
@@ -28,16 +30,15 @@ EXT_DIR="$HOME/.duckdb/extensions/v$DUCKDB_VERSION/linux_amd64"
 MARKER="$VENV/.setup-done"
 WANT="${PACKAGES[*]}"
 
-die() { echo "setup_bigquery_emulator: ERROR: $*" >&2; exit 1; }
-
 # Put one extension file in place without touching the one a running emulator has mapped: a file with
 # the same bytes is left alone; a different one is written beside it and renamed over it (a new inode:
 # running emulators keep the old one; `cp -f` rewrote it in place and crashed them, SIGBUS).
 install_extension() {  # install_extension SRC_FILE DEST_DIR
-    local src=$1 dest="$2/$(basename "$1")" tmp
+    local src=$1 dest tmp
+    dest="$2/$(basename "$1")"
     if [[ -f "$dest" ]] && cmp -s "$src" "$dest"; then return 0; fi
     tmp="$(mktemp "$2/.$(basename "$1").XXXXXX")"
-    cp "$src" "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$dest" || { rm -f "$tmp"; return 1; }
+    if ! { cp "$src" "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$dest"; }; then rm -f "$tmp"; return 1; fi
 }
 if [[ "${1:-}" == install-extension ]]; then install_extension "$2" "$3"; exit; fi
 
@@ -49,9 +50,7 @@ installed() {
 installed && exit 0
 
 # One install at a time; re-check once we hold the lock.
-mkdir -p "$(dirname "$VENV")"
-exec 9> "$(dirname "$VENV")/bigquery-setup.lock"
-flock -w 600 9 || die "another setup holds $(dirname "$VENV")/bigquery-setup.lock"
+hold_lock "$STATE/bigquery-setup.lock" 600 setup
 installed && exit 0
 
 # Find Python 3.13 (local-bigquery needs >= 3.13).
@@ -59,6 +58,7 @@ PY="${PYTHON313:-}"
 if [[ -z "$PY" ]]; then
     if command -v pyenv >/dev/null 2>&1; then PYENV_DIR="$(pyenv root)"
     else PYENV_DIR="${PYENV_ROOT:-$HOME/.pyenv}"; fi   # pyenv not on PATH: its usual place
+    # shellcheck disable=SC2012  # version folders: plain names
     PY="$(ls -d "$PYENV_DIR"/versions/3.13.*/bin/python3 2>/dev/null | sort -V | tail -n 1 || true)"
     [[ -n "$PY" ]] || die "no Python 3.13 found as $PYENV_DIR/versions/3.13.*/bin/python3; run 'pyenv install 3.13' or set PYTHON313=/path/to/python3.13"
 fi
