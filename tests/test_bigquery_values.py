@@ -18,9 +18,9 @@ from tests.factory import BASE_MS, KEY, envelope, line, write_ndjson
 from transforms.bigquery.landing import append_dead_letters
 from transforms.bigquery.tables import query
 from transforms.core.bigquery_values import MAX_STREAM_ROW_BYTES, ROW_OVERHEAD_BYTES
-from transforms.core.records import ImportContext, LineBatch, RecordBatch, dead_letter, reason
+from transforms.core.records import ImportContext, LineBatch, Message, RecordBatch, dead_letter, reason
 from transforms.core.settings import TableRef, TimestampPolicy
-from transforms.pubsub.messages import Message, process_messages
+from transforms.pubsub.messages import process_messages
 from transforms.stages.parse import parse_lines
 from transforms.stages.validate import validate_batch
 

@@ -19,9 +19,9 @@ from transforms.bigquery.landing import land_batch, request_chunks
 from transforms.bigquery.landing_merge import MergeWindow, marks_table, merge_landed, merge_script
 from transforms.bigquery.merge import ids_table
 from transforms.bigquery.target import claim_run, prepare_target
-from transforms.core.records import ImportContext
+from transforms.core.records import ImportContext, Message
 from transforms.core.settings import BigQueryTarget, TableRef, TimestampPolicy
-from transforms.pubsub.messages import Message, process_messages
+from transforms.pubsub.messages import process_messages
 
 NOW = datetime.now(UTC)
 POLICY = TimestampPolicy("auto", 0, 4_000_000_000_000_000)

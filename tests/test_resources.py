@@ -11,11 +11,11 @@ import apache_beam as beam
 import orjson
 import pyarrow as pa
 
+from pipeline.graph import ReadValidateNormalize
 from tests.conftest import ROOT
 from transforms.core.coders import ArrowTableCoder, BatchCoder
 from transforms.core.records import ImportContext, LineBatch, RecordBatch, prepare_worker_gc
 from transforms.core.settings import ReadLimits, TimestampPolicy
-from transforms.stages.dofns import ReadValidateNormalize
 
 CTX = ImportContext("run-resources", 1_764_000_000_000_000)
 URI = "gs://bucket/export/part-0001.ndjson"

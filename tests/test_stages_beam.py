@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.graph import shuffle_folder, with_derived_buckets
+from pipeline.graph import ReadValidateNormalize, shuffle_folder, with_derived_buckets
 from pipeline.options import check_options
 from tests.factory import envelope, line, write_ndjson
 from transforms.core.records import ImportContext, RecordBatch
@@ -19,7 +19,6 @@ from transforms.core.settings import ReadLimits, TimestampPolicy
 from transforms.core.sizing import derive_buckets
 from transforms.sources.files import plan_reads
 from transforms.stages import dedupe
-from transforms.stages.dofns import ReadValidateNormalize
 from transforms.stages.normalize import normalize_batch
 from transforms.stages.shuffle import DedupeEvents, GatherBucketsFn
 

@@ -18,10 +18,9 @@ import pyarrow as pa
 
 from transforms.bigquery.client import JOB_TIMEOUT_SECONDS, BigQuerySession, TargetError
 from transforms.core.payloads import bound_payloads
-from transforms.core.records import ImportContext, dead_letter
+from transforms.core.records import ImportContext, Message, ProcessedMessages, dead_letter
 from transforms.core.serialize import dead_letter_json, iso_micros, row_json
 from transforms.core.settings import TableRef
-from transforms.pubsub.messages import Message, ProcessedMessages
 
 MAX_REQUEST_BYTES = 9 << 20
 """insertAll takes at most 10 MB per HTTP request (https://cloud.google.com/bigquery/quotas#streaming_inserts);

@@ -8,13 +8,17 @@ import marshal
 import math
 import sys
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import orjson
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PROCESSOR = "rlvt-bigquery-importer/0.1.0"
 
@@ -300,12 +304,41 @@ ORIGIN_COLUMNS = ("source_message_id", "source_attributes", "datasource_id")
 """What a replayed record keeps of its dead letter besides file, line and index (``RecordBatch.origin``)."""
 
 
+@dataclass(frozen=True)
+class Message:
+    """What the importer keeps of one Pub/Sub message."""
+
+    data: bytes
+    message_id: str
+    publish_micros: int | None
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass
+class ProcessedMessages:
+    """A batch of messages processed (``transforms.pubsub.messages``): rows, dead letters, counts."""
+
+    rows: pa.Table
+    dead_letters: list[dict]
+    counts: Counter  # metric -> n
+
+
 class Kept(NamedTuple):
     """What a stage that keeps or rejects records returns (parse, validate): the records it keeps, and
     a dead letter for each one it rejects. ``transforms.stages.batch`` chains the stages."""
 
     records: RecordBatch
     dead_letters: list[dict]
+
+
+def dead_letter_counts(dead: list[dict]) -> Counter:
+    """``(source_uri, metric) → n`` of some dead letters: each counts once, and once per reason code."""
+    counts: Counter = Counter()
+    for d in dead:
+        uri = d["source_uri"]
+        counts[(uri, "dead_lettered")] += 1
+        counts.update((uri, "dead_letter:" + code) for code in {r["code"] for r in d["reasons"]})
+    return counts
 
 
 def stamp_origin(dead: list[dict], origin: dict | None) -> list[dict]:

@@ -10,9 +10,9 @@ from apache_beam.metrics import Metrics
 
 from transforms.bigquery import landing, landing_merge
 from transforms.bigquery.client import connect
-from transforms.core.records import ImportContext
+from transforms.core.records import ImportContext, Message
 from transforms.core.settings import BigQueryTarget, RowPolicy, StreamSettings, TimestampPolicy, to_micros
-from transforms.pubsub.messages import Message, process_messages
+from transforms.pubsub.messages import process_messages
 from transforms.pubsub.subscription import _micros_datetime, _now
 from transforms.stages.row_policy import row_key
 

@@ -9,34 +9,16 @@ only; the event time is always the event's own ``timestamp``.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
 import orjson
 import pyarrow as pa
 
 from schemas.arrow import ROW_SCHEMA
 from transforms.core.bigquery_values import MAX_STREAM_ROW_BYTES
-from transforms.core.records import ImportContext, LineBatch
+from transforms.core.records import ImportContext, LineBatch, Message, ProcessedMessages
 from transforms.core.settings import RowPolicy, TimestampPolicy
 from transforms.stages.batch import process_batch
 from transforms.stages.privacy import redact
-
-
-@dataclass(frozen=True)
-class Message:
-    """What the importer keeps of one Pub/Sub message."""
-
-    data: bytes
-    message_id: str
-    publish_micros: int | None
-    attributes: dict = field(default_factory=dict)
-
-
-@dataclass
-class ProcessedMessages:
-    rows: pa.Table
-    dead_letters: list[dict]
-    counts: Counter  # metric -> n
 
 
 def _attributes_json(attributes: dict) -> str | None:

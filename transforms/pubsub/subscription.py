@@ -28,10 +28,10 @@ from apache_beam.metrics import Metrics
 
 from transforms.bigquery import landing, landing_merge
 from transforms.bigquery.client import connect
-from transforms.core.records import ImportContext
+from transforms.core.records import ImportContext, Message, ProcessedMessages
 from transforms.core.serialize import conflict_record
 from transforms.core.settings import BigQueryTarget, RowPolicy, StreamSettings, TimestampPolicy, to_micros
-from transforms.pubsub.messages import Message, ProcessedMessages, process_messages
+from transforms.pubsub.messages import process_messages
 from transforms.stages.row_policy import row_key
 
 log = logging.getLogger(__name__)

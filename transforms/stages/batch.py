@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from schemas.arrow import ROW_SCHEMA
 from transforms.core.bigquery_values import MAX_LOAD_ROW_BYTES
-from transforms.core.records import ImportContext, LineBatch, RecordBatch, stamp_origin
+from transforms.core.records import ImportContext, LineBatch, RecordBatch, dead_letter_counts, stamp_origin
 from transforms.core.settings import RowPolicy, TimestampPolicy
 from transforms.stages import normalize, parse, validate
 from transforms.stages.row_policy import apply_row_policy
@@ -34,16 +34,6 @@ class StageResult:
     dead_letters: list[dict]
     counts: Counter
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: the file path's stage timings
-
-
-def dead_letter_counts(dead: list[dict]) -> Counter:
-    """``(source_uri, metric) → n`` of some dead letters: each counts once, and once per reason code."""
-    counts: Counter = Counter()
-    for d in dead:
-        uri = d["source_uri"]
-        counts[(uri, "dead_lettered")] += 1
-        counts.update((uri, "dead_letter:" + code) for code in {r["code"] for r in d["reasons"]})
-    return counts
 
 
 def process_batch(batch: LineBatch | RecordBatch, ctx: ImportContext, policy: TimestampPolicy,

@@ -17,8 +17,8 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.core import progress
+from transforms.core.tagged import CONFLICTS, COUNTS, TimedDoFn
 from transforms.stages import dedupe
-from transforms.stages.dofns import CONFLICTS, COUNTS, TimedDoFn
 
 FLUSH_BYTES_FILES = 32 << 20
 """Rows a shuffle DoFn buffers before it writes a file (Arrow bytes, ≈476 per normalized event: ≈70,000

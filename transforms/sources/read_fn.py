@@ -1,0 +1,61 @@
+"""The file path's Beam read: read tasks → batches of lines or records, with the counts and dead
+letters of what could not be read (``read_files``; the readers are ``transforms.sources.read``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.core.coders import Batch  # also registers the batch coders
+from transforms.core.records import ImportContext, LineBatch
+from transforms.core.settings import ReadLimits
+from transforms.core.tagged import COUNTS, DEAD_LETTERS, TimedDoFn, dead_letter_outputs
+from transforms.sources import read
+from transforms.sources.files import ReadTask
+
+
+class ReadSourceFn(TimedDoFn):
+    """ReadTask → LineBatch / RecordBatch; over-long lines and broken files accounted for."""
+
+    STAGE = "read"
+
+    def __init__(self, ctx: ImportContext, limits: ReadLimits) -> None:
+        super().__init__()
+        self.ctx, self.limits = ctx, limits
+
+    def process(self, task: ReadTask, line_counts: dict) -> Iterator:
+        first_line = 1 + sum(line_counts.get((task.uri, k), 0) for k in range(task.split_index))
+        started = time.perf_counter()
+        for item in read.read_task(task, self.ctx, self.limits, first_line):
+            if isinstance(item, read.Count):
+                yield TaggedOutput(COUNTS, ((item.uri, item.metric), item.n))
+            elif isinstance(item, read.FileError):
+                yield TaggedOutput(COUNTS, ((item.uri, "file_error:" + item.message), 1))
+            elif isinstance(item, dict):
+                yield from dead_letter_outputs([item])
+            else:
+                self._timed(started, len(item.lines) if isinstance(item, LineBatch) else len(item))
+                yield item
+                started = time.perf_counter()
+
+
+class ReadOutputs(NamedTuple):
+    batches: beam.PCollection  # LineBatch / RecordBatch
+    dead_letters: beam.PCollection  # lists of dead letters
+    counts: beam.PCollection  # ((source_uri, metric), n)
+
+
+def read_files(tasks: beam.PCollection, ctx: ImportContext, limits: ReadLimits) -> ReadOutputs:
+    """Apply the read of ``tasks`` (in the calling transform). A task that is one byte range of a split
+    file starts counting its lines where the ranges before it end (a side input of their line counts)."""
+    split = tasks | "SplitTasks" >> beam.Filter(lambda t: t.splits > 1)
+    line_counts = split | "CountLines" >> beam.Map(lambda t: ((t.uri, t.split_index), read.count_newlines(t)))
+    # the main output's type selects the coder of transforms.core.coders (cheap size estimates)
+    raw = tasks | "Read" >> beam.ParDo(
+        ReadSourceFn(ctx, limits), beam.pvalue.AsDict(line_counts)
+    ).with_output_types(Batch).with_outputs(DEAD_LETTERS, COUNTS, main="batches")
+    return ReadOutputs(raw.batches, raw.dead_letters, raw.counts)
