@@ -1,0 +1,1 @@
+"""The Pub/Sub import: pull messages, process them with ``stages.batch``, land them in BigQuery, MERGE."""

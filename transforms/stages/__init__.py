@@ -1,0 +1,1 @@
+"""The stages an event goes through: parse → validate → normalize (``batch.process_batch``), then dedupe."""
