@@ -79,7 +79,7 @@ class WorkerLogs(logging.Filter):
         if (not ours and record.levelno < logging.WARNING) or "semi_persistent_directory" in message[1]:
             return False
         if "No space left on device" in message[1] or "Disk quota exceeded" in message[1]:
-            return False  # the launcher says it in one line (pipeline.launcher.disk_full), without the traceback
+            return False  # the launcher says it in one line (pipeline.failures.disk_full), without the traceback
         record.msg, record.args = "worker: %s", (message[1],)
         return True
 
@@ -91,7 +91,7 @@ def configure_logging() -> None:
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.INFO)
     relay.addFilter(WorkerLogs())
-    # a full disk is said in one line by the launcher (pipeline.launcher.disk_full), not as Beam's traceback
+    # a full disk is said in one line by the launcher (pipeline.failures.disk_full), not as Beam's traceback
     logging.getLogger("apache_beam.runners.common").addFilter(
         lambda record: "No space left on device" not in record.getMessage()
         and "Disk quota exceeded" not in record.getMessage())

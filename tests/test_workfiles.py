@@ -96,13 +96,13 @@ def test_gcs_more_objects_than_a_batch_or_a_listing_page(gcs_emulator):
 
 
 def test_launcher_removes_staging_and_shuffle_on_gcs(gcs_emulator, bucket, caplog):
-    from pipeline.launcher import _remove_work_files
+    from pipeline.cleanup import remove_work_files
 
     work = f"{bucket}/import-1"
     kept = [f"{bucket}/import-1/accounting/counts-0", f"{bucket}/import-10/staging/part-0"]
     _put([f"{work}/staging/events/part-0.parquet", f"{work}/shuffle/0/part-1", f"{work}/shuffle/1/part-2"] + kept)
 
     with caplog.at_level(logging.WARNING, logger="importer"):
-        _remove_work_files(work)
+        remove_work_files(work)
     assert gcs_emulator.list(f"{bucket}/") == sorted(kept)
     assert not caplog.records
