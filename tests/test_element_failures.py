@@ -20,7 +20,8 @@ from tests.factory import envelope, line
 from transforms.core.records import ImportContext, LineBatch, RecordBatch
 from transforms.core.settings import ReadLimits, TimestampPolicy
 from transforms.sources.files import ReadTask
-from transforms.sources.read import Count, FileError, read_task
+from transforms.sources.read import read_task
+from transforms.sources.read_types import Count, FileError
 from transforms.stages.normalize import normalize_batch
 from transforms.stages.parse import check_objects, parse_lines, split_json_array
 from transforms.stages.validate import validate_batch
@@ -258,12 +259,12 @@ def test_every_long_line_is_stored_whole_whatever_the_blocks(tmp_path_factory, l
     import io
 
     from transforms.core.payloads import PayloadSpill
-    from transforms.sources import read as read_module
+    from transforms.sources import read_ndjson as read_module
 
     folder = tmp_path_factory.mktemp("spill")
     saved, read_module.BLOCK = read_module.BLOCK, block
     try:
-        got = list(read_module._split_lines(io.BytesIO(b"\n".join(lines)), 0, None, max_line,
+        got = list(read_module.split_lines(io.BytesIO(b"\n".join(lines)), 0, None, max_line,
                                             lambda offset: PayloadSpill(str(folder / f"{offset}.payload"))))
     finally:
         read_module.BLOCK = saved
@@ -325,7 +326,7 @@ def test_a_payload_larger_than_any_bigquery_row_is_not_stored(tmp_path):
     import io
 
     from transforms.core.payloads import PayloadSpill
-    from transforms.sources import read as read_module
+    from transforms.sources import read_ndjson as read_module
 
     spilled = []
 
@@ -333,7 +334,7 @@ def test_a_payload_larger_than_any_bigquery_row_is_not_stored(tmp_path):
         spilled.append(PayloadSpill(str(tmp_path / f"{offset}.payload"), max_bytes=50))
         return spilled[-1]
 
-    got = list(read_module._split_lines(io.BytesIO(b"a" * 40 + b"\n" + b"b" * 80 + b"\nc"), 0, None, 10, spill))
+    got = list(read_module.split_lines(io.BytesIO(b"a" * 40 + b"\n" + b"b" * 80 + b"\nc"), 0, None, 10, spill))
     assert [(length, stored is not None) for _, length, stored in got] == [(40, True), (80, False), (1, False)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.payload"]
 

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from transforms.core.records import ImportContext, LineBatch, RecordBatch
 from transforms.core.settings import ReadLimits
 from transforms.sources.files import InputError, ReadTask, compression_of, expand_patterns, format_of, plan_reads
-from transforms.sources.read import Count, FileError, count_newlines, read_task
+from transforms.sources.read import count_newlines, read_task
+from transforms.sources.read_types import Count, FileError
 
 CTX = ImportContext("run-read", 1_764_000_000_000_000)
 COMPRESSORS = {

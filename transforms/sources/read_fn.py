@@ -16,6 +16,7 @@ from transforms.core.settings import ReadLimits
 from transforms.core.tagged import COUNTS, DEAD_LETTERS, TimedDoFn, dead_letter_outputs
 from transforms.sources import read
 from transforms.sources.files import ReadTask
+from transforms.sources.read_types import Count, FileError
 
 
 class ReadSourceFn(TimedDoFn):
@@ -31,9 +32,9 @@ class ReadSourceFn(TimedDoFn):
         first_line = 1 + sum(line_counts.get((task.uri, k), 0) for k in range(task.split_index))
         started = time.perf_counter()
         for item in read.read_task(task, self.ctx, self.limits, first_line):
-            if isinstance(item, read.Count):
+            if isinstance(item, Count):
                 yield TaggedOutput(COUNTS, ((item.uri, item.metric), item.n))
-            elif isinstance(item, read.FileError):
+            elif isinstance(item, FileError):
                 yield TaggedOutput(COUNTS, ((item.uri, "file_error:" + item.message), 1))
             elif isinstance(item, dict):
                 yield from dead_letter_outputs([item])
