@@ -21,10 +21,8 @@
 # Start, stop, status and the files: scripts/lib/emulator.sh, shared with scripts/pubsub_emulator.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/emulator.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh" bigquery_emulator bigquery
 
-NAME=bigquery_emulator
-KIND=bigquery
 PORT="${BQ_EMULATOR_PORT:-9050}"
 GRPC_PORT="${BQ_EMULATOR_GRPC_PORT:-9060}"
 PROJECT="${BQ_EMULATOR_PROJECT:-local-project}"

@@ -10,10 +10,8 @@
 # Start, stop, status and the files: scripts/lib/emulator.sh, shared with scripts/bigquery_emulator.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/emulator.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh" pubsub_emulator pubsub
 
-NAME=pubsub_emulator
-KIND=pubsub
 PORT="${PUBSUB_EMULATOR_PORT:-8085}"
 DATA_DIR="${PUBSUB_EMULATOR_DATA_DIR:-$STATE/pubsub-data}"
 TIMEOUT=30

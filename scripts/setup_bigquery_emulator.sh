@@ -16,9 +16,8 @@
 # Then: scripts/bigquery_emulator.sh start
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/emulator.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh"  # ROOT, STATE (.emulators), die, hold_lock
+source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh" setup_bigquery_emulator  # ROOT, STATE, die, hold_lock
 
-NAME=setup_bigquery_emulator
 VENV="$STATE/bigquery-venv"
 DUCKDB_VERSION=1.5.5
 # DuckDB extensions the emulator loads: ducklake (storage), icu (time zones), spatial

@@ -2,9 +2,10 @@
 # What the emulator scripts share: one emulator per port with its PID, log and lock files under .emulators/,
 # started in its own session and waited for until it answers, stopped by its PID, and their command line.
 #
-# Sourced (not run) by scripts/bigquery_emulator.sh and scripts/pubsub_emulator.sh, which then set:
+# Sourced (not run) as `source scripts/lib/emulator.sh NAME [KIND]`:
 #   NAME           prefix of every message, e.g. bigquery_emulator
 #   KIND           prefix of the files: .emulators/KIND-PORT.pid, .log and .lock
+# by scripts/bigquery_emulator.sh and scripts/pubsub_emulator.sh, which then set:
 #   PORT           the port the emulator listens on
 #   ADDRESS        how messages name it, e.g. http://127.0.0.1:9050
 #   TIMEOUT        seconds `start` waits for it to answer
@@ -18,6 +19,8 @@
 # and end with `emulator_main "$@"`.
 # scripts/setup_bigquery_emulator.sh uses only die and hold_lock.
 
+NAME=$1
+KIND=${2:-}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="$ROOT/.emulators"
 mkdir -p "$STATE"
