@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the project, which the yardsticks import
 from workload import PYTHON, ROOT, events_file  # noqa: E402
 
 KEY_COLUMNS = ["eventId", "timestamp", "url", "ids", "transId", "value", "labels"]
@@ -184,12 +185,12 @@ def check_urls(pipe: pa.Table, n_random: int = 50_000, polars: bool = False) -> 
 
     if polars:
         import polars as pl
-        from polars_import import normalize_url_values
+        from polars_normalize import normalize_url_values
 
         def normalize_url_column(urls: pa.Array) -> tuple[pa.Array]:
             return (normalize_url_values(pl.Series(urls.to_pylist(), dtype=pl.String)).to_arrow(),)
     else:
-        from reference_import import normalize_url_column
+        from reference_normalize import normalize_url_column
 
     from transforms.stages.urls import normalize_url
 

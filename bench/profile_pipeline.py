@@ -26,24 +26,28 @@ from workload import DATA, PYTHON, events_file  # noqa: E402
 
 # A sample goes to the category of the innermost frame that matches one of these patterns (for one
 # frame, the first pattern in this order), so a stage's own code wins over the Beam frames around it
-# and a coder or an import inside a stage goes to serialization or start-up.
+# and a coder or an import inside a stage goes to serialization or start-up. Stages are matched by the
+# file their code is in (transforms/sources/, transforms/stages/…); what process_batch (batch.py) and its
+# DoFn do between the stages' own functions is the "batch" row.
 STAGES = [
     ("start-up: imports", r"<frozen importlib\._bootstrap"),
     ("serialization: pickle / coders", r"PickleCoder|apache_beam/coders/|pickle|dill|cloudpickle"),
     ("shuffle: runner GroupingBuffer (GroupByKey)", r"GroupingBuffer"),
     ("data plane: encoded bytes between stages", r"data_plane\.py|ClosableOutputStream|_send_input_to_worker"),
-    ("read", r"transforms/read\.py|transforms/sources\.py|count_newlines|ReadSourceFn"),
-    ("parse", r"transforms/parse\.py|ParseRecordsFn"),
-    ("validate: wire frame (Python lists)", r"wire_frame|_field_columns|_type_codes|_typed_series|_split_nulls"),
+    ("read", r"transforms/sources/"),
+    ("parse", r"transforms/stages/parse\.py"),
+    ("validate: wire frame (Python lists)", r"transforms/stages/wire\.py"),
     ("validate: pandera", r"failures_by_row|pandera/"),
-    ("validate: other", r"transforms/validate\.py|ValidateEnvelopesFn"),
-    ("normalize: labels", r"transforms/labels\.py"),
-    ("normalize: URLs", r"transforms/urls\.py"),
-    ("normalize: timestamps", r"transforms/timestamps\.py"),
-    ("normalize: columns -> Arrow table", r"transforms/normalize\.py|NormalizeEventsFn"),
+    ("validate: other", r"transforms/stages/validate\.py"),
+    ("normalize: labels", r"transforms/stages/labels\.py"),
+    ("normalize: URLs", r"transforms/stages/urls\.py"),
+    ("normalize: timestamps", r"transforms/core/timestamps\.py"),
+    ("normalize: user agents", r"transforms/stages/agents\.py|ua_parser"),
+    ("normalize: columns -> Arrow table", r"transforms/stages/(normalize|privacy|row_policy)\.py"),
+    ("batch: parse -> validate -> normalize glue", r"transforms/stages/(batch|dofns)\.py"),
     ("dedupe: split into buckets", r"split_into_buckets|bucket_of"),
-    ("dedupe: resolve buckets", r"transforms/dedupe\.py|ResolveBucketFn"),
-    ("dead letters / counts", r"transforms/records\.py|dead_letter_counts|transforms/serialize\.py"),
+    ("dedupe: resolve buckets", r"transforms/stages/dedupe\.py|ResolveBucketFn"),
+    ("dead letters / counts", r"transforms/core/(records|tagged|serialize)\.py|dead_letter_counts"),
     ("Beam: bundle / operation machinery", r"apache_beam/"),
     ("grpc / threads", r"grpc|threading"),
     ("launcher (options, plan, report)", r"pipeline/"),

@@ -37,27 +37,23 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run_measure  # noqa: E402
+from run_measure import MIB, Run, log_marks  # noqa: E402
+from run_report import details, table, targets  # noqa: E402
 from workload import DATA, PYTHON, ROOT, events_file  # noqa: E402
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-MIB = 1 << 20
 RUNS = DATA / "last-run"
 CODE = ROOT  # where the contenders run from: a snapshot of the project's code, see snapshot_code()
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
 # ---------------------------------------------------------------------------------------------- code snapshot
@@ -87,142 +83,12 @@ def snapshot_code() -> tuple[Path, str]:
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
-        children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo += children.get(pid, [])
-    return tree
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system seconds of one process so far (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * PAGE
-    except (OSError, IndexError):
-        return 0
-
-
-@dataclass
-class Run:
-    name: str
-    wall: float = 0.0
-    cpu: float = 0.0
-    peak_max: int = 0  # bytes, largest single process
-    peak_sum: int = 0  # bytes, largest sum over the process tree
-    code: int = 0
-    stdout: Path | None = None
-    stderr: Path | None = None
-    started_at: float = 0.0  # time.time() at launch
-    marks: dict[str, float] = field(default_factory=dict)  # seconds after launch
-    extra_rss: int = 0  # peak RSS of a watched process outside the tree (the emulator)
-    cpu_seen: dict[int, float] = field(default_factory=dict)  # CPU seconds of each process of the tree, sampled
-    killed: str = ""  # why the benchmark stopped the run, if it did
-    info: dict = field(default_factory=dict)
-
-
 MEMORY_LIMIT = 16 << 30  # bytes over the process tree; set by --max-rss-gib
 
 
-def measure(name: str, cmd: list[str], tag: str, watch_pid: int | None = None,
-            watch_log: Path | None = None, log_marks: dict[str, str] | None = None) -> Run:
-    """Run ``cmd``, sampling its process tree every 0.2 s; ``watch_log`` lines matching ``log_marks``
-    patterns are timestamped as they appear (the emulator's log has no timestamps of its own)."""
-    run = Run(name, stdout=RUNS / f"{tag}.out", stderr=RUNS / f"{tag}.err")
-    log_pos = watch_log.stat().st_size if watch_log and watch_log.exists() else 0
-    done = threading.Event()
-    with run.stdout.open("wb") as out, run.stderr.open("wb") as err:
-        run.started_at = time.time()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=CODE, stdout=out, stderr=err)
-
-        def sample() -> None:
-            nonlocal log_pos
-            while not done.is_set():
-                tree = process_tree(proc.pid)
-                sizes = [rss(pid) for pid in tree]
-                for pid in tree:  # processes the command does not wait for are missing from its rusage
-                    run.cpu_seen[pid] = max(run.cpu_seen.get(pid, 0.0), cpu_seconds(pid))
-                run.peak_sum = max(run.peak_sum, sum(sizes))
-                if sum(sizes) > MEMORY_LIMIT and not run.killed:
-                    # the machine is shared: stop this run (its own processes, by PID) before the kernel's
-                    # OOM killer picks a victim, possibly someone else's
-                    run.killed = f"stopped at {sum(sizes) / (1 << 30):.1f} GiB (--max-rss-gib)"
-                    for pid in reversed(tree):
-                        try:
-                            os.kill(pid, 9)
-                        except ProcessLookupError:
-                            pass
-                run.peak_max = max(run.peak_max, max(sizes, default=0))
-                if watch_pid:
-                    run.extra_rss = max(run.extra_rss, rss(watch_pid))
-                if watch_log and log_marks:
-                    with watch_log.open("rb") as f:
-                        f.seek(log_pos)
-                        chunk = f.read()
-                    cut = chunk.rfind(b"\n") + 1
-                    log_pos += cut
-                    now = time.perf_counter() - t0
-                    for line in chunk[:cut].decode(errors="replace").splitlines():
-                        for mark, pattern in log_marks.items():
-                            if mark not in run.marks and re.search(pattern, line):
-                                run.marks[mark] = now
-                done.wait(0.2)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        run.wall = time.perf_counter() - t0
-        done.set()
-        sampler.join()
-    proc.returncode = run.code = os.waitstatus_to_exitcode(status)
-    # the kernel's figure covers the command and the descendants it reaped; the samples also cover
-    # those it did not wait for (to 0.2 s): the larger of the two
-    run.cpu = max(usage.ru_utime + usage.ru_stime, sum(run.cpu_seen.values()))
-    run.peak_max = max(run.peak_max, usage.ru_maxrss * 1024)  # kernel's figure, descendants reaped included
-    run.peak_sum = max(run.peak_sum, run.peak_max)
-    return run
-
-
-def log_marks(path: Path, started_at: float, patterns: dict[str, str]) -> dict[str, float]:
-    """Seconds after launch of the first log line matching each pattern (Python logging's asctime)."""
-    marks: dict[str, float] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        stamp = LOG_TIME.match(line)
-        if not stamp:
-            continue
-        for mark, pattern in patterns.items():
-            if mark not in marks and re.search(pattern, line):
-                when = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                marks[mark] = when - started_at
-    return marks
+def measure(name: str, cmd: list[str], tag: str, **watch) -> Run:
+    """``run_measure.measure`` of one contender: run from the code snapshot, its output kept in RUNS."""
+    return run_measure.measure(name, cmd, CODE, RUNS / f"{tag}.out", RUNS / f"{tag}.err", MEMORY_LIMIT, **watch)
 
 
 # ---------------------------------------------------------------------------------------------- contenders
@@ -319,80 +185,7 @@ def run_bigquery(source: Path, tag: str, emulator: Emulator) -> Run:
     return run
 
 
-# ---------------------------------------------------------------------------------------------- report
-def mib(n: int) -> str:
-    return f"{n / MIB:,.0f} MiB"
-
-
-def table(rows: list[Run], n: int | None, runs: dict[str, list[float]]) -> str:
-    """One line per run: times, memory, and ratios to the polars yardstick and to the reference of the
-    same size (``n`` None: rows of several sizes, each named with its size)."""
-    head = ["contender", "wall s", "events/s", "CPU s", "peak RSS max", "peak RSS tree", "wall ÷ polars",
-            "CPU ÷ polars", "wall ÷ ref", "loaded", "runs (wall s)"]
-    body = []
-    for r in rows:
-        size = r.info.get("events") or n
-        same_size = [x for x in rows if (x.info.get("events") or n) == size]
-        polars = next((x for x in same_size if x.name.startswith("polars")), None)
-        ref = next((x for x in same_size if x.name.startswith("reference")), None)
-        body.append([
-            r.name + (f" ({r.killed})" if r.killed else "" if r.code == 0 else f" (exit {r.code})"),
-            f"{r.wall:.2f}", f"{size / r.wall:,.0f}" if size else "?", f"{r.cpu:.1f}", mib(r.peak_max),
-            mib(r.peak_sum),
-            f"{r.wall / polars.wall:.2f}" if polars else "-", f"{r.cpu / polars.cpu:.2f}" if polars else "-",
-            f"{r.wall / ref.wall:.2f}" if ref else "-",
-            f"{r.info['loaded_rows']:,}" if "loaded_rows" in r.info else "?",
-            ", ".join(f"{w:.1f}" for w in runs.get(r.name) or r.info.get("walls") or [r.wall]),
-        ])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-              for row in body]
-    return "\n".join(lines)
-
-
-def details(rows: list[Run]) -> str:
-    out = []
-    for r in rows:
-        if "stage_seconds" not in r.info:
-            continue
-        if r.name.startswith(("reference", "polars")):
-            s = r.info["stage_seconds"]
-            out.append(f"{r.name.split()[0]} stages (s): {fmt(s)}; in-process work {r.info['work_seconds']:.2f} s, "
-                       f"start-up + exit {r.wall - r.info['work_seconds']:.2f} s")
-        elif "stage_seconds" in r.info:
-            s = r.info["stage_seconds"]
-            inner = r.info.get("wall_seconds") or 0
-            line = (f"{r.name}: pipeline.run() {inner:.2f} s of {r.wall:.2f} s "
-                    f"(until the graph is built: {r.marks.get('graph', float('nan')):.2f} s; start-up, options, "
-                    f"report and exit: {r.wall - inner:.2f} s); stage_seconds (wall time inside the stage functions, "
-                    f"summed over workers, waits for a core included): {fmt(s)} = {sum(s.values()):.2f} s; "
-                    f"CPU of the process tree {r.cpu:.1f} s")
-            out.append(line)
-            m = r.marks
-            # the worker's "merged into" log line reaches our stderr only with one process; the emulator's
-            # own log (timestamped here as it appears) tells when the staging table was dropped
-            merged = m.get("merged", m.get("staging_dropped"))
-            load, graph = m.get("load_start"), m.get("graph")
-            if merged is not None and load is not None:
-                phases = {
-                    "start-up + prepare tables": graph,
-                    "read → dedupe + staging Parquet": load - graph if graph is not None else None,
-                    "load + MERGE (+ checks, drop staging)": merged - load,
-                    "dead letters + conflicts appended, report, exit": r.wall - merged,
-                }
-                out.append("  phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items() if v is not None)
-                           + f"; emulator peak RSS {mib(r.extra_rss)}")
-            elif "emulator" not in r.name and r.name.endswith("BigQuery"):
-                out.append(f"  phases: not found in the logs (marks seen: {m})")
-    return "\n".join(out)
-
-
-def fmt(stages: dict) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
-
-
+# ---------------------------------------------------------------------------------------------- runs
 def bench(n: int, args: argparse.Namespace, emulator: Emulator | None, only: set[str] | None = None,
           repeat: int | None = None) -> list[Run]:
     """Run the contenders on ``n`` lines (``only``: just those keys), interleaved ``repeat`` times."""
@@ -433,50 +226,6 @@ def bench(n: int, args: argparse.Namespace, emulator: Emulator | None, only: set
     if len(loaded) > 1:
         print(f"NOTE: the contenders loaded different row counts: {sorted(x for x in loaded if x is not None)}")
     return rows
-
-
-def targets(results: dict[int, list[Run]], n: int, rss_events: int) -> str:
-    """Every run in one table (polars first), then each target of issue #18 as measured in this run."""
-    def find(size: int, key: str) -> Run | None:
-        return next((r for r in results.get(size, []) if r.info.get("key") == key and r.code == 0), None)
-
-    order = {"polars": 0, "ref": 1, "pipeline": 2, "bigquery": 3, "pipeline1p": 4, "baseline": 5}
-    rows = sorted((r for size in sorted(results) for r in results[size]),
-                  key=lambda r: (order.get(r.info.get("key"), 9), r.info.get("events", 0)))
-    for r in rows:
-        r.name = f"{r.name} @ {r.info.get('events', 0) / 1e6:g}M"
-    out = ["\n== all runs, polars first (ratios to polars and to the reference of the same size) ==",
-           table(rows, None, {})]
-    polars, dry, bq = find(n, "polars"), find(n, "pipeline"), find(n, "bigquery")
-    dry2, polars2, big = find(2 * n, "pipeline"), find(2 * n, "polars"), find(rss_events, "pipeline")
-    checks = []
-    if polars and dry:
-        checks.append((f"dry run wall ÷ polars wall ({n / 1e6:g}M)", dry.wall / polars.wall, 1.0, "{:.2f}"))
-        checks.append((f"dry run CPU ÷ polars CPU ({n / 1e6:g}M)", dry.cpu / polars.cpu, 1.3, "{:.2f}"))
-    if polars and bq:
-        checks.append((f"import into the emulator wall ÷ polars dry wall ({n / 1e6:g}M)", bq.wall / polars.wall,
-                       1.5, "{:.2f}"))
-    if dry and dry2:
-        checks.append((f"dry run wall {2 * n / 1e6:g}M ÷ {n / 1e6:g}M", dry2.wall / dry.wall, 2.0, "{:.2f}"))
-    if polars and polars2:
-        checks.append((f"(polars wall {2 * n / 1e6:g}M ÷ {n / 1e6:g}M, for comparison)", polars2.wall / polars.wall,
-                       None, "{:.2f}"))
-    if big:
-        checks.append((f"largest process of the dry run at {rss_events / 1e6:g}M (MiB)", big.peak_max / MIB, 1024,
-                       "{:,.0f}"))
-    out.append("\n== issue #18 targets (this run) ==")
-    width = max((len(c[0]) for c in checks), default=10)
-    for name, value, limit, form in checks:
-        verdict = "" if limit is None else ("held" if value <= limit else "NOT held")
-        bound = "" if limit is None else f"≤ {form.format(limit)}"
-        out.append(f"  {name.ljust(width)}  {form.format(value):>8}  {bound:>9}  {verdict}")
-    wanted = [("polars", polars), ("dry run", dry), ("import into the emulator", bq), ("dry run at 2x", dry2)]
-    if rss_events:
-        wanted.append((f"dry run at {rss_events / 1e6:g}M", big))
-    missing = [k for k, r in wanted if r is None]
-    if missing:
-        out.append(f"  not measured (failed or left out): {', '.join(missing)}")
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:

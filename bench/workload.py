@@ -23,34 +23,3 @@ def events_file(n: int, seed: int = 42) -> Path:
                         "--out", str(partial)], check=True)
         partial.rename(path)  # a half-written file never looks like a cached one
     return path
-
-
-def yardstick_main(run, description: str, input_help: str, argv: list[str] | None = None) -> int:
-    """The command line the two yardsticks share (``reference_import.py``, ``polars_import.py``): the
-    dry run's options, ``run(args)`` → its counts, printed (``--json``: as one object); exit 1 unless
-    they balance."""
-    import argparse
-    import time
-
-    import orjson
-
-    t0 = time.perf_counter()
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--input", required=True, help=input_help)
-    ap.add_argument("--output", help="Parquet file for the unique rows (default: write nothing)")
-    ap.add_argument("--datasource_id", default=None)
-    ap.add_argument("--run_id", default=None)
-    ap.add_argument("--timestamp_unit", default="auto", choices=("auto", "s", "ms", "us"))
-    ap.add_argument("--min_event_time", default="2000-01-01T00:00:00Z")
-    ap.add_argument("--max_event_time", default=None, help="default: now + 1 day, as the pipeline")
-    ap.add_argument("--max_line_bytes", type=int, default=1 << 20)
-    ap.add_argument("--json", action="store_true", help="print the counts as one JSON object")
-    args = ap.parse_args(argv)
-    result = run(args)
-    result["process_seconds"] = round(time.perf_counter() - t0, 3)
-    if args.json:
-        print(orjson.dumps(result).decode())
-    else:
-        for k, v in result.items():
-            print(f"{k:24} {v}")
-    return 0 if result["balanced"] else 1
