@@ -27,6 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
+# shellcheck source=scripts/lib/python.sh
+source scripts/lib/python.sh  # pyenv_python
 VENV="${RLVT_VENV:-$ROOT/.venv}"  # RLVT_VENV: another venv (scripts/smoke_pythons.sh makes one per Python)
 
 SUPPORTED_PYTHONS="3.11 3.12 3.13"  # Beam 2.77 and every pinned package have wheels for these (docs/operations.md)
@@ -39,11 +41,10 @@ is_supported_python() {
 # The interpreter for a new venv: $PYTHON if set, else the first of python3.11, 3.12, 3.13 (on PATH, then
 # in pyenv), else python3 if it is one of them. 3.11 first: the Dataflow image's Python.
 find_python() {
-  local candidates=() v root
+  local candidates=() v
   if [ -n "${PYTHON:-}" ]; then candidates=("$PYTHON"); else
-    root=$(command -v pyenv >/dev/null 2>&1 && pyenv root || echo "${PYENV_ROOT:-$HOME/.pyenv}")
     for v in $SUPPORTED_PYTHONS; do
-      candidates+=("python$v" "$(ls -d "$root/versions/$v".*/bin/python3 2>/dev/null | sort -V | tail -n 1)")
+      candidates+=("python$v" "$(pyenv_python "$v")")
     done
     candidates+=(python3)
   fi

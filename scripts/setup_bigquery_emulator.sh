@@ -17,6 +17,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/emulator.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/emulator.sh" setup_bigquery_emulator  # ROOT, STATE, die, hold_lock
+# shellcheck source-path=SCRIPTDIR source=lib/python.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/python.sh"  # pyenv_python
 
 VENV="$STATE/bigquery-venv"
 DUCKDB_VERSION=1.5.5
@@ -53,14 +55,8 @@ hold_lock "$STATE/bigquery-setup.lock" 600 setup
 installed && exit 0
 
 # Find Python 3.13 (local-bigquery needs >= 3.13).
-PY="${PYTHON313:-}"
-if [[ -z "$PY" ]]; then
-    if command -v pyenv >/dev/null 2>&1; then PYENV_DIR="$(pyenv root)"
-    else PYENV_DIR="${PYENV_ROOT:-$HOME/.pyenv}"; fi   # pyenv not on PATH: its usual place
-    # shellcheck disable=SC2012  # version folders: plain names
-    PY="$(ls -d "$PYENV_DIR"/versions/3.13.*/bin/python3 2>/dev/null | sort -V | tail -n 1 || true)"
-    [[ -n "$PY" ]] || die "no Python 3.13 found as $PYENV_DIR/versions/3.13.*/bin/python3; run 'pyenv install 3.13' or set PYTHON313=/path/to/python3.13"
-fi
+PY="${PYTHON313:-$(pyenv_python 3.13)}"
+[[ -n "$PY" ]] || die "no Python 3.13 found as $(pyenv_root)/versions/3.13.*/bin/python3; run 'pyenv install 3.13' or set PYTHON313=/path/to/python3.13"
 "$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 13)' 2>/dev/null \
     || die "$PY is not Python >= 3.13"
 

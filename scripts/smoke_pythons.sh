@@ -5,12 +5,13 @@
 # A version not installed on the machine is reported and skipped; a failure stops with its output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib/python.sh
+source scripts/lib/python.sh  # pyenv_python
 versions=("$@"); [ ${#versions[@]} -gt 0 ] || versions=(3.12 3.13)
-root=$(command -v pyenv >/dev/null 2>&1 && pyenv root || echo "${PYENV_ROOT:-$HOME/.pyenv}")
 for v in "${versions[@]}"; do
   python=""  # on PATH (a pyenv shim answers only for its active versions), else in pyenv's versions
   if command -v "python$v" >/dev/null 2>&1 && "python$v" -c '' 2>/dev/null; then python=$(command -v "python$v"); fi
-  [ -n "$python" ] || python=$(ls -d "$root/versions/$v".*/bin/python3 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$python" ] || python=$(pyenv_python "$v")
   if [ -z "$python" ]; then echo "smoke: Python $v is not installed here: skipped" >&2; continue; fi
   started=$(date +%s)
   out=$(PYTHON="$python" RLVT_VENV="$PWD/.venv-py$v" ./run.sh import --input 'examples/*.ndjson.gz' --dry_run 2>&1) || {
