@@ -11,14 +11,26 @@ exact in float64.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 
-from transforms.core.settings import TimestampPolicy
+from transforms.core.settings import TimestampPolicy, to_micros
 
 UNIT_FACTORS = {"s": 1_000_000, "ms": 1_000, "us": 1}
 SECONDS_BELOW = 1e11
 MILLIS_BELOW = 1e14
 MICROS_BELOW = 1e17
+
+
+def from_micros(micros: int) -> datetime:
+    """UTC microseconds as an aware datetime."""
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+
+
+def now_micros() -> int:
+    """This moment in UTC microseconds."""
+    return to_micros(datetime.now(UTC))
 
 
 def convert_epochs(values: np.ndarray, policy: TimestampPolicy) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,8 @@ from transforms.bigquery import landing, landing_merge
 from transforms.bigquery.client import connect
 from transforms.core.records import ImportContext, Message
 from transforms.core.settings import BigQueryTarget, RowPolicy, StreamSettings, TimestampPolicy, to_micros
+from transforms.core.timestamps import from_micros, now_micros
 from transforms.pubsub.messages import process_messages
-from transforms.pubsub.subscription import _micros_datetime, _now
 from transforms.stages.row_policy import row_key
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class ProcessAndLandFn(beam.DoFn):
                                      self.row_policy, self.key)
         processed.counts.update(landing.land_batch(
             self.bq, self.settings.landing, self.target.dead_letters, processed, messages,
-            self.settings.subscription, self.ctx, to_micros(_now()), payload_dir=self.settings.payload_dir))
+            self.settings.subscription, self.ctx, now_micros(), payload_dir=self.settings.payload_dir))
         for metric, n in processed.counts.items():
             Metrics.counter("importer", metric.replace(":", "_")).inc(n)
 
@@ -64,7 +64,7 @@ class MergeLandedFn(beam.DoFn):
     def process(self, _):
         try:
             result = landing_merge.merge_landed(self.bq, self.settings.landing, self.target, self.ctx.run_id,
-                                                self.ctx.launch, _micros_datetime(self.ctx.started_micros))
+                                                self.ctx.launch, from_micros(self.ctx.started_micros))
         except Exception as err:  # a tick that fails is not retried forever: the next tick merges from the mark
             self._failures.inc()
             log.error("MERGE of %s into %s failed (the next tick retries from the mark): %s",

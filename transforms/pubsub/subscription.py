@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -30,7 +30,8 @@ from transforms.bigquery import landing, landing_merge
 from transforms.bigquery.client import connect
 from transforms.core.records import ImportContext, Message, ProcessedMessages
 from transforms.core.serialize import conflict_record
-from transforms.core.settings import BigQueryTarget, RowPolicy, StreamSettings, TimestampPolicy, to_micros
+from transforms.core.settings import BigQueryTarget, RowPolicy, StreamSettings, TimestampPolicy
+from transforms.core.timestamps import from_micros, now_micros
 from transforms.pubsub.messages import process_messages
 from transforms.stages.row_policy import row_key
 
@@ -50,14 +51,6 @@ INTERRUPTED = ("interrupted: landing the batches being landed, returning the oth
 
 PROGRESS_SECONDS = 10.0
 """How often a subscription import says how far it got."""
-
-
-def _micros_datetime(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PullLandAckFn(beam.DoFn):
@@ -126,7 +119,7 @@ class PullLandAckFn(beam.DoFn):
     def _merge(self, since: datetime | None = None) -> int:
         # incremental: from the landing table's mark (landing_merge); ``since`` is not needed any more
         inserted = landing_merge.merge_landed(self.bq, self.settings.landing, self.target, self.ctx.run_id,
-                                              self.ctx.launch, _micros_datetime(self.ctx.started_micros)).inserted
+                                              self.ctx.launch, from_micros(self.ctx.started_micros)).inserted
         self._merged.inc(inserted)
         log.info("merged %d new row(s) from %s into %s", inserted, self.settings.landing, self.target.events)
         return inserted
@@ -135,7 +128,7 @@ class PullLandAckFn(beam.DoFn):
         s = self.settings
         # rows landed by an earlier run that died before its MERGE are merged by this one (from the mark);
         # the report counts the rows this run landed, since it started
-        since = _micros_datetime(self.ctx.started_micros)
+        since = from_micros(self.ctx.started_micros)
         loop = _ReadLoop(self)
         restore = self._stop_on_sigint(loop.stop)
         last_merge = last_told = started = time.monotonic()
@@ -208,7 +201,7 @@ class PullLandAckFn(beam.DoFn):
     def _land(self, bq, ack_ids: list, messages: list[Message], processed: ProcessedMessages, stored) -> Counter:
         processed.counts.update(landing.land_batch(
             bq, self.settings.landing, self.target.dead_letters, processed, messages,
-            self.settings.subscription, self.ctx, to_micros(_now()), stored, self.settings.payload_dir))
+            self.settings.subscription, self.ctx, now_micros(), stored, self.settings.payload_dir))
         # acknowledged only now: everything these messages held is in BigQuery
         for start in range(0, len(ack_ids), ACK_CHUNK):
             self.subscriber.acknowledge(request={"subscription": self.settings.subscription,
