@@ -1,23 +1,43 @@
 """The local runner: Beam's in-process runner on two worker processes (the warm ones of
-``pipeline.warm_workers`` where it can), and the relay of those workers' log lines."""
+``pipeline.warm_workers`` where it can), and the relay of those workers' log lines.
+
+Beam is imported inside the functions that need it: ``start_warm_workers`` runs before the launcher
+imports Beam, so that the server imports the workers' modules meanwhile."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from pipeline import warm_workers
 
-from pipeline.warm_workers import worker_command
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 LOCAL_WORKERS = 2
 """Worker processes of a local import (the machine this was tuned on has two cores)."""
+
+
+def start_warm_workers(argv: list[str]) -> None:
+    """Start the warm workers' server when this command line runs the default local file import; return
+    at once otherwise (Dataflow, a Pub/Sub import, a running mode of one's own, --help…), or where
+    processes cannot fork: there the runner starts Beam's own worker processes."""
+    if warm_workers.wanted(argv):
+        warm_workers.start()
+
+
+def stop_warm_workers() -> None:
+    """End the warm workers' server, if one was started (``pipeline.warm_workers.stop``)."""
+    warm_workers.stop()
 
 
 def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
     """Without --runner, use Beam's in-process runner on two worker processes (the default DirectRunner
     would try to download the Prism runner binary, which fails offline). Explicit
     --direct_num_workers / --direct_running_mode win."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
     std = options.view_as(StandardOptions)
     if std.runner is not None:
         return
@@ -47,7 +67,9 @@ def warm_runner(options: PipelineOptions):
 
     ``multi_processing`` would replace any worker command by Beam's own, so the mode becomes
     ``in_memory`` with an explicit environment: still ``direct_num_workers`` worker processes."""
-    command = worker_command()
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    command = warm_workers.worker_command()
     direct = options.view_as(DirectOptions)
     if (command is None or options.view_as(StandardOptions).runner != "FnApiRunner"
             or direct.direct_running_mode != "multi_processing"):
