@@ -36,6 +36,29 @@ def envelope(i: int, **overrides) -> dict:
     return {k: v for k, v in env.items() if v is not ...}
 
 
+def good(i: int = 0, **overrides) -> dict:
+    """A valid envelope with every field set (the parse and validate tests'); unique by ``i``."""
+    env = {
+        "key": KEY,
+        "tmpId": f"ckz2qlmkm{i:016d}",
+        "eventId": f"evt{i:022d}",
+        "name": "page_view",
+        "url": "https://shop.example.com/p/1",
+        "ua": "Mozilla/5.0",
+        "data": {"locale": "fr-FR"},
+        "clientId": None,
+        "v": 1,
+        "timestamp": 1_763_000_000_000 + i,
+    }
+    env.update(overrides)
+    return env
+
+
+def codes(dead: dict) -> list[str]:
+    """The reason codes of a dead letter, in its order."""
+    return [r["code"] for r in dead["reasons"]]
+
+
 def line(value: object) -> bytes:
     return orjson.dumps(value)
 
