@@ -1,16 +1,14 @@
-"""Label (`data`) normalization for every variant the protocol describes, and by property."""
+"""Label (`data`) normalization for every variant the protocol describes (by property:
+test_labels_properties.py; many events at once: test_labels_batch.py)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from schemas.arrow import ROW_SCHEMA
 from schemas.envelope import LABEL_ISSUES, UNSPLIT_ID_EVENTS
-from transforms.stages.labels import LabelBuffers, Labels, label_text, normalize_labels, to_money
+from transforms.stages.labels import Labels, label_text, normalize_labels, to_money
 
 # --- ids ---------------------------------------------------------------------------------------
 
@@ -268,137 +266,3 @@ def test_empty_data(data: dict | None) -> None:
 def test_several_problems_give_several_flags() -> None:
     labels = normalize_labels({"ids": [{}], "transId": [], "value": "x", "": 1}, "purchase")
     assert labels.flags == ["ids:invalid", "transId:invalid", "value:not_a_number", "labels:blank_key"]
-
-
-# --- properties --------------------------------------------------------------------------------
-
-# What orjson.loads can produce (it reads integers beyond 64 bits as floats), plus NaN/inf,
-# which only other readers could hand over.
-JSON_SCALARS = (
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=12)
-    | st.sampled_from(["12.5", "A;B|C", " ", "NaN", "1e400", "-0.005"])
-)
-JSON_VALUES = st.recursive(
-    JSON_SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
-    max_leaves=12,
-)
-LABEL_KEYS = st.sampled_from(["ids", "id", "transId", "value", "", " ", "locale", "Locale"]) | st.text(max_size=6)
-DATA = st.dictionaries(LABEL_KEYS, JSON_VALUES, max_size=6)
-EVENTS = st.sampled_from(["page_view", "purchase", "category_view", "brand_view", "product_page", "custom"])
-
-
-@settings(max_examples=300, deadline=None)
-@given(DATA, EVENTS)
-def test_never_raises_and_types_are_right(data: dict, event: str) -> None:
-    labels = normalize_labels(data, event)
-    assert isinstance(labels.ids, list)
-    assert all(isinstance(i, str) and i.strip() == i and i for i in labels.ids)
-    assert labels.trans_id is None or isinstance(labels.trans_id, str)
-    if labels.value is not None:
-        assert isinstance(labels.value, Decimal)
-        assert labels.value.as_tuple().exponent == -2
-        assert abs(labels.value) < Decimal(10) ** 29
-    keys = [lab["key"] for lab in labels.labels]
-    assert keys == sorted(keys)
-    for lab in labels.labels:
-        assert set(lab) == {"key", "value"}
-        assert isinstance(lab["key"], str) and lab["key"].strip()
-        assert lab["value"] is None or isinstance(lab["value"], str)
-    assert set(labels.flags) <= set(LABEL_ISSUES)
-    assert len(labels.flags) == len(set(labels.flags))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.one_of(
-    st.integers(-(2**63), 2**64 - 1), st.floats(), st.decimals().map(str), st.text(max_size=10),
-    st.floats(min_value=1e20, max_value=1e30), st.integers(10**25, 10**30), st.decimals(min_value=10**25).map(str),
-))
-def test_money_never_raises(value: object) -> None:
-    amount, flag = to_money(value)
-    assert (amount is None) != (flag is None)
-    if amount is not None:
-        assert amount.as_tuple().exponent == -2
-
-
-@settings(max_examples=300, deadline=None)
-@given(DATA, EVENTS)
-def test_renormalizing_the_output_shape_is_stable(data: dict, event: str) -> None:
-    first = normalize_labels(data, event)
-    again = {
-        "ids": first.ids,
-        "transId": first.trans_id,
-        "value": None if first.value is None else str(first.value),
-        **{lab["key"]: lab["value"] for lab in first.labels},
-    }
-    second = normalize_labels(again, event)
-    assert second.ids == first.ids
-    assert second.trans_id == first.trans_id
-    assert second.value == first.value
-    assert second.labels == first.labels
-    assert second.flags == []
-
-
-# --- many events at once (the normalize stage's path) ------------------------------------------
-
-BATCH = [
-    ({"ids": "A;B", "locale": "fr", "value": 3}, "purchase", False),
-    ({}, "page_view", True),
-    (None, "page_view", False),
-    ({"id": "X", "value": "1.5", "transId": 7}, "product_page", True),
-    ({"": 1, "k": [1], "ids": [True, "C"]}, "purchase", True),
-    ({"transId": "", "z": None, "a": 2.5}, "custom", False),
-]
-LABEL_TYPES = {name: ROW_SCHEMA.field(name).type for name in ("ids", "transId", "value", "labels", "quality_flags")}
-
-
-def _one_by_one(data: dict | None, name: str, filled: bool) -> Labels:
-    labels = normalize_labels(data, name)
-    return labels._replace(flags=labels.flags + ["timestamp:filled"] * filled)
-
-
-def test_a_filled_timestamp_is_flagged_after_the_label_flags() -> None:
-    buffers = LabelBuffers()
-    buffers.add([{}, {"ids": [{}]}, {"locale": "fr"}], ["page_view"] * 3, [True, True, False])
-    assert [buffers.event(i).flags for i in range(3)] == [["timestamp:filled"], ["ids:invalid", "timestamp:filled"], []]
-    assert "timestamp:filled" in LABEL_ISSUES
-
-
-def test_without_filled_nothing_is_flagged_filled() -> None:
-    buffers = LabelBuffers()
-    buffers.add([{}, {"a": "b"}], ["page_view"] * 2)
-    assert [buffers.event(i).flags for i in range(2)] == [[], []]
-
-
-def test_a_batch_gives_each_event_what_it_gives_alone() -> None:
-    buffers = LabelBuffers()
-    datas, names, filled = zip(*BATCH)
-    buffers.add(datas[:4], names[:4], filled[:4])
-    buffers.add(datas[4:], names[4:], filled[4:])  # a second call appends
-    assert [buffers.event(i) for i in range(len(BATCH))] == [_one_by_one(*event) for event in BATCH]
-    assert buffers.event(0) == Labels(["A", "B"], None, Decimal("3.00"), [{"key": "locale", "value": "fr"}], [])
-    assert buffers.event(3).flags == ["timestamp:filled"]
-    assert buffers.event(4).flags == ["ids:invalid", "labels:blank_key", "timestamp:filled"]
-
-
-def test_label_columns_as_arrow_arrays_of_the_row_schema() -> None:
-    buffers = LabelBuffers()
-    datas, names, filled = zip(*BATCH)
-    buffers.add(datas, names, filled)
-    arrays = buffers.arrays(LABEL_TYPES)
-    assert set(arrays) == set(LABEL_TYPES)
-    for name, array in arrays.items():
-        assert array.type == LABEL_TYPES[name], name
-        assert len(array) == len(BATCH), name
-    expected = [_one_by_one(*event) for event in BATCH]
-    assert arrays["ids"].to_pylist() == [e.ids for e in expected]
-    assert arrays["transId"].to_pylist() == [e.trans_id for e in expected]
-    assert arrays["value"].to_pylist() == [e.value for e in expected]
-    assert arrays["labels"].to_pylist() == [e.labels for e in expected]
-    assert arrays["quality_flags"].to_pylist() == [e.flags for e in expected]
-    assert arrays["labels"].to_pylist()[5] == [{"key": "a", "value": "2.5"}, {"key": "z", "value": None}]
-
-
-def test_no_events_give_empty_columns() -> None:
-    arrays = LabelBuffers().arrays(LABEL_TYPES)
-    assert {name: (len(a), a.type) for name, a in arrays.items()} == {name: (0, t) for name, t in LABEL_TYPES.items()}
