@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 
 from pipeline.cli import StrictParser
+from pipeline.failures import is_target_failure
 from transforms.bigquery.client import connect
 
 EXIT_OK, EXIT_USAGE, EXIT_TARGET = 0, 2, 3
@@ -44,7 +45,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from pipeline.options import RUN_ID_PATTERN
-    from transforms.bigquery.client import TargetError
     from transforms.bigquery.landing_merge import merge_landed
     from transforms.bigquery.target import claim_run, prepare_target, release_run
     from transforms.core.settings import BigQueryTarget, TableRef
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         release_run(target, run_id, launch)
         print(f"error: the MERGE of {landing} into {events} failed ({type(err).__name__}: {err}); nothing was "
               f"merged and the mark did not move: run it again", file=sys.stderr)
-        return EXIT_TARGET if isinstance(err, TargetError) or "google" in type(err).__module__ else 1
+        return EXIT_TARGET if is_target_failure(err) else 1
     release_run(target, run_id, launch, status="finished")
     window = f"after {result.window.lo:%Y-%m-%d %H:%M:%S} UTC" if result.window.lo else "since the start"
     print(f"merged {result.inserted:,} new row(s) from {landing} into {events} (rows landed {window}, up to "

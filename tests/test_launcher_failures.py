@@ -86,3 +86,11 @@ def test_each_explained_failure_has_its_exit_code_and_one_line():
     full = explain(OSError(errno.ENOSPC, "No space left on device"))
     assert full.code == EXIT_BAD_INPUT and full.line.startswith("error: the disk is full ([Errno 28] No space")
     assert explain(KeyError("a bug")) is None
+
+
+def test_missing_credentials_are_a_failure_to_reach_bigquery():
+    # no Application Default Credentials: BigQuery cannot be reached (exit 3 for the import and merge-landed)
+    from google.auth.exceptions import DefaultCredentialsError
+
+    assert is_target_failure(DefaultCredentialsError("Your default credentials were not found"))
+    assert not is_target_failure(ValueError("google.auth says: DefaultCredentialsError"))
