@@ -33,7 +33,7 @@ ROOT = Path(os.environ.get("MUTATE_SOURCE") or HERE)  # the tree to test (anothe
 WORK = Path(os.environ.get("MUTATE_WORK") or HERE / "mutants")
 DOC = HERE / "docs" / "mutation.md"
 PACKAGES = ("transforms", "schemas", "pipeline")
-SUPPORT = ("tests/__init__.py", "tests/conftest.py", "tests/factory.py")
+SUPPORT = ("tests/__init__.py", "tests/conftest.py", "tests/services.py", "tests/factory.py")
 UNIT_ONLY = "not e2e and not emulator and not packaging"
 HYPOTHESIS_PROFILE = """from hypothesis import Phase, settings
 
@@ -69,7 +69,8 @@ VALIDATION_TESTS = ("tests/test_parse_validate.py", "tests/test_validation_rules
 TARGETS = (
     Target("transforms/core/timestamps.py", ("tests/test_timestamps.py",)),
     Target("transforms/stages/urls.py", ("tests/test_urls.py",)),
-    Target("transforms/stages/labels.py", ("tests/test_labels.py",)),
+    Target("transforms/stages/labels.py", ("tests/test_labels.py", "tests/test_labels_properties.py",
+                                           "tests/test_labels_batch.py")),
     Target("transforms/stages/dedupe.py", ("tests/test_dedupe.py",)),
     Target("schemas/validation.py", VALIDATION_TESTS),
     Target("transforms/stages/validate.py", VALIDATION_TESTS),
