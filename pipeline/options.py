@@ -99,8 +99,8 @@ HELP: dict[str, dict[str, str]] = {
             "--output_table). Rows land in a landing table and are MERGEd into the target periodically.",
         "--merge_interval_seconds":
             "Pub/Sub import: how often landed rows are MERGEd into the target (default: 60 on the local "
-            "runners, 900 on Dataflow, where each MERGE reads whole partitions and fewer cost less; README, "
-            "Pub/Sub). 0: no periodic MERGE (a local run still MERGEs when it stops; on Dataflow, run "
+            "runners, 900 on Dataflow, where each MERGE reads whole partitions and fewer cost less; "
+            "docs/pubsub.md). 0: no periodic MERGE (a local run still MERGEs when it stops; on Dataflow, run "
             "`./run.sh merge-landed` on a schedule instead).",
         "--stop_after_idle_seconds":
             "Pub/Sub import, local runs: stop cleanly (last MERGE, report) after this many seconds without "

@@ -13,7 +13,7 @@ set -euo pipefail
 : "${PROJECT:?set PROJECT}" "${REGION:?set REGION}" "${IMAGE:?set IMAGE (scripts/dataflow.sh template-build)}"
 : "${TABLE:?set TABLE (PROJECT.DATASET.TABLE, the events table)}" "${SERVICE_ACCOUNT:?set SERVICE_ACCOUNT}"
 JOB=${JOB:-rlvt-merge-landed}
-SCHEDULE=${SCHEDULE:-*/15 * * * *}   # every 15 minutes: fewer, larger MERGEs cost less (README, Pub/Sub)
+SCHEDULE=${SCHEDULE:-*/15 * * * *}   # every 15 minutes: fewer, larger MERGEs cost less (docs/pubsub.md)
 
 # The command the job runs (tests/test_landing_merge.py checks these flags against the command's parser).
 MERGE_ARGS=(--output_table "$TABLE" --bigquery_retry_seconds 120)

@@ -10,8 +10,8 @@ Deterministic (no clock, no randomness). Every case declares, for an import of i
 ``event_ids`` (the eventIds it loads), and for some cases ``timestamps`` (eventId → event time in
 epoch microseconds) and ``verbatim`` (eventId → column → the exact value the events table must hold).
 
-The outcomes are written from the protocol (``../shared/protocol/PROTOCOL.md``) and the README's
-rules, by hand, not from the importer's schema: a change of behaviour shows up as a failing case.
+The outcomes are written from the protocol (``../shared/protocol/PROTOCOL.md``) and the importer's
+rules (docs/design.md), by hand, not from the importer's schema: a change of behaviour shows up as a failing case.
 EventIds are unique across the corpus, so the whole corpus can be imported in one run.
 
 The cases live in modules by kind: text_lines, containers (the file itself), arrays, envelopes (the fields),
