@@ -1,8 +1,8 @@
 """What every hostile case is built from: valid envelopes (``env``), raw JSON where orjson cannot write it
 (``with_raw``), the outcome a file must have (``Expect``), and ``case``, which names a case by its file.
 
-The outcomes are written from the protocol (``../shared/protocol/PROTOCOL.md``) and the importer's rules (docs/design.md),
-by hand, not from the importer's schema: a change of behaviour shows up as a failing case."""
+The outcomes are written from the protocol (``../shared/protocol/PROTOCOL.md``) and the importer's
+rules (docs/design.md), by hand, not from the importer's schema: a change of behaviour shows up as a failing case."""
 
 from __future__ import annotations
 
