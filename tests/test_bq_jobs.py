@@ -83,6 +83,40 @@ def test_a_failure_no_new_job_can_cure_is_raised_at_once():
     assert len(submitted) == 1
 
 
+@pytest.mark.parametrize("answer", [
+    '400 Duplicate key value violates unique constraint; job_id: {name}',
+    '400 Failed to commit: PRIMARY KEY or UNIQUE constraint violation: duplicate key "local-project, {name}"',
+])
+def test_a_second_submission_the_emulator_refuses_as_a_duplicate_attaches_to_the_first(answer):
+    # BigQuery answers a second insert of one job id with 409; the emulator with a 400 naming the key,
+    # in one of two wordings (the second when two submissions race to commit)
+    from google.api_core.exceptions import BadRequest
+
+    name = bq_jobs.job_id("run", "launch", "load_rows")
+    first = FakeJob(name, None)
+
+    class Client:
+        location = None
+
+        def get_job(self, job_name, **_):
+            assert job_name == name
+            return first
+
+    session = Session()
+    session.client = Client()
+
+    def submit(job_name):
+        raise BadRequest(answer.format(name=job_name))
+
+    assert bq_jobs.submit_or_attach(session, name, submit) is first
+
+    def other_job(job_name):  # a duplicate key that is not this job's is an error of its own
+        raise BadRequest(answer.format(name="another_job"))
+
+    with pytest.raises(BadRequest):
+        bq_jobs.submit_or_attach(session, name, other_job)
+
+
 def test_a_load_names_every_part_up_to_the_limit_then_one_wildcard():
     few = [f"gs://b/tmp/run/staging/rows/part-{i:05d}-of-20000.parquet" for i in range(3)]
     assert source_uris(few) == few

@@ -74,8 +74,9 @@ def submit_or_attach(bq: BigQuerySession, job_name: str, submit: Callable[[str],
         log.info("job %s was already submitted: attaching to it", job_name)
     except BadRequest as err:
         # the local emulator answers a second upload of one job id with 400 "Duplicate key … job_id: <id>"
+        # (or, when the two race to commit, "… UNIQUE constraint violation: duplicate key "<project>, <id>"")
         # where BigQuery answers 409; the same meaning, so the same answer
-        if "Duplicate key" not in str(err) or job_name not in str(err):
+        if "duplicate key" not in str(err).lower() or job_name not in str(err):
             raise
         log.info("job %s was already submitted: attaching to it", job_name)
     # right after a 409 the job may not be readable yet (python-bigquery issue 2134): a few tries
