@@ -23,5 +23,5 @@ setup(
     py_modules=["rlvt_own_packages"],  # checks that the three generic names above are ours
     python_requires=">=3.11,<3.14",
     install_requires=RUNTIME,
-    entry_points={"console_scripts": ["rlvt-import = pipeline.launcher:main"]},
+    entry_points={"console_scripts": ["rlvt-import = pipeline.entry:main"]},
 )

@@ -23,6 +23,7 @@ from google.api_core.exceptions import GoogleAPIError, RetryError
 from google.auth.exceptions import GoogleAuthError
 from requests.exceptions import RequestException
 
+from pipeline.local_runner import DISK_FULL_TEXT
 from transforms.bigquery.client import TargetError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET, EXIT_UNUSABLE = 0, 1, 2, 3, 4
@@ -30,8 +31,6 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_TARGET, EXIT_UNUSABLE = 0, 1, 2, 3, 4
 TARGET_FAILURES = (GoogleAPIError, RetryError, RequestException, TargetError, ConnectionError, GoogleAuthError)
 """Errors that say BigQuery could not be reached or refused the write (a connection dropped or refused
 is a ``ConnectionError``, whichever library saw it; no usable credentials, a ``GoogleAuthError``)."""
-DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
-"""How ENOSPC and EDQUOT read in an error's text, for the errors that carry no errno."""
 _EXCEPTION_LINE = re.compile(r"((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)(?::\s|:?$)")
 
 

@@ -36,7 +36,6 @@ from pipeline.failures import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_UNUSABLE,
-    EXIT_USAGE,
     explain,
     is_target_failure,
 )
@@ -47,7 +46,6 @@ from pipeline.options import CheckedOptions
 from pipeline.plan import RunPlan, make_plan, read_options
 from pipeline.preflight import preflight
 from pipeline.sinks import sink_for
-from rlvt_own_packages import problems as foreign_package_problems
 from transforms.bigquery.client import TargetError
 from transforms.bigquery.target import claim_run, prepare_target, release_run
 from transforms.core.outputs import ROWS_DIR
@@ -231,16 +229,13 @@ def _write_report(report: dict, checked: CheckedOptions, tables: dict | None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline``: the import, its summary, and its exit code (README, Exit codes)."""
+    """The import, its summary, and its exit code (README, Exit codes). ``pipeline.entry.main`` (``python -m
+    pipeline``, ``rlvt-import``) checks the package names before it calls this."""
     configure_logging()
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
         print(import_help())
         return EXIT_OK
-    for problem in (clashes := foreign_package_problems()):
-        print(f"error: {problem}", file=sys.stderr)
-    if clashes:
-        return EXIT_USAGE
     try:
         with interruptible():
             code, report = run(argv)

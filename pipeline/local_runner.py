@@ -15,6 +15,8 @@ from pipeline import warm_workers
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
 
+DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+"""How ENOSPC and EDQUOT read in an error's text or a worker's log line (``pipeline.failures.disk_full``)."""
 LOCAL_WORKERS = 2
 """Worker processes of a local import (the machine this was tuned on has two cores)."""
 
@@ -100,7 +102,7 @@ class WorkerLogs(logging.Filter):
         ours = "/transforms/" in location[1] or "/pipeline/" in location[1]
         if (not ours and record.levelno < logging.WARNING) or "semi_persistent_directory" in message[1]:
             return False
-        if "No space left on device" in message[1] or "Disk quota exceeded" in message[1]:
+        if any(text in message[1] for text in DISK_FULL_TEXT):
             return False  # the launcher says it in one line (pipeline.failures.disk_full), without the traceback
         record.msg, record.args = "worker: %s", (message[1],)
         return True
@@ -115,5 +117,4 @@ def configure_logging() -> None:
     relay.addFilter(WorkerLogs())
     # a full disk is said in one line by the launcher (pipeline.failures.disk_full), not as Beam's traceback
     logging.getLogger("apache_beam.runners.common").addFilter(
-        lambda record: "No space left on device" not in record.getMessage()
-        and "Disk quota exceeded" not in record.getMessage())
+        lambda record: not any(text in record.getMessage() for text in DISK_FULL_TEXT))
