@@ -177,7 +177,17 @@ def check_flags(argv: list[str], own: dict[str, bool | str] | None = None, hint:
 
 
 def check_import_flags(argv: list[str]) -> None:
+    """Every flag of ``argv`` exists, and each of the import's own has a value of its type and choices
+    (``--buckets=eight``, ``--drop_bots=maybe``): a ``UsageError`` in argparse's words, where Beam's own
+    parse would print its whole usage under the name ``__main__.py``."""
     check_flags(argv, hint="./run.sh import --help lists every flag")
+    parser = import_parser()
+    parser.exit_on_error = False
+    own = [a for a in argv if a != "--dry_run" and not a.startswith("--dry_run=")]  # Beam's, a value of its own
+    try:
+        parser.parse_known_args(own)
+    except argparse.ArgumentError as err:
+        raise UsageError(f"{err}. ./run.sh import --help lists every flag") from None
 
 
 def replay_own_flags() -> dict[str, bool | str]:

@@ -220,6 +220,18 @@ def test_impossible_options_fail_before_any_work(args, message, capsys):
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--drop_bots=maybe", "argument --drop_bots: expected true or false, not 'maybe'"),
+    ("--buckets=eight", "argument --buckets: invalid int value: 'eight'"),
+    ("--input_format=xml", "argument --input_format: invalid choice: 'xml'"),
+])
+def test_a_value_of_the_wrong_kind_is_one_line_naming_the_flag(flag, message, capsys):
+    # not Beam's whole usage under the name __main__.py
+    result = _cli_in_process(capsys, "--input", "x.ndjson", "--dry_run", flag)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {message}") and "usage:" not in result.stderr
+
+
 def test_a_file_whose_every_record_is_rejected_fails_the_run(tmp_path):
     """Before: a run that rejected 100 % of a file exited 0."""
     good = write_ndjson(tmp_path / "good.ndjson", [line(envelope(1))])
