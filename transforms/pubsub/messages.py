@@ -51,15 +51,17 @@ def process_messages(messages: list[Message], subscription: str, ctx: ImportCont
 
 
 def _with_message_lineage(table: pa.Table, messages: list[Message]) -> pa.Table:
-    positions = table.column("source_line").to_pylist()
-    picked = [messages[p] for p in positions]
-    replacements = {
-        "source_line": pa.nulls(len(picked), pa.int64()),
-        "source_message_id": pa.array([m.message_id for m in picked], pa.string()),
-        "source_published_at": pa.array([m.publish_micros for m in picked], pa.int64()).cast(
+    """Each row's message id, publish time and attributes in place of its line number (the row's
+    position in ``messages``): one value per message, spread to its rows by one ``take``."""
+    positions = table.column("source_line")
+    per_message = {
+        "source_message_id": pa.array([m.message_id for m in messages], pa.string()),
+        "source_published_at": pa.array([m.publish_micros for m in messages], pa.int64()).cast(
             ROW_SCHEMA.field("source_published_at").type),
-        "source_attributes": pa.array([_attributes_json(m.attributes) for m in picked], pa.string()),
+        "source_attributes": pa.array([_attributes_json(m.attributes) for m in messages], pa.string()),
     }
+    replacements = {"source_line": pa.nulls(table.num_rows, pa.int64()),
+                    **{name: values.take(positions) for name, values in per_message.items()}}
     for name, column in replacements.items():
         table = table.set_column(ROW_SCHEMA.get_field_index(name), ROW_SCHEMA.field(name), column)
     return table
