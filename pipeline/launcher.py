@@ -59,8 +59,13 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
     options, checked, started = read_options(argv)
     preflight(checked, options.view_as(GoogleCloudOptions).temp_location)
     plan = make_plan(argv, options, checked, started)
-    pipeline, tables = build(plan)
-    result, wall = execute(plan, pipeline)
+    try:
+        pipeline, tables = build(plan)
+        result, wall = execute(plan, pipeline)
+    except BaseException:
+        if not plan.template:  # a failed run's work folder holds nothing a report will read
+            remove_work_folder(plan.work_root)
+        raise
     if plan.template:  # only the job graph was written: there is nothing to report yet
         return EXIT_OK, {"run_id": plan.run_id, "template_location": plan.template}
     return finish(plan, result, wall, tables)
@@ -128,7 +133,7 @@ def _unwind(plan: RunPlan, err: BaseException) -> None:
     if isinstance(err, Interrupted):
         settle_interrupted(err, plan.checked, plan.run_id, plan.launch, plan.work_dir)
         remove_work_files(plan.work_dir)
-        remove_work_folder(plan.work_dir if plan.temp_location else plan.temp_root)
+        remove_work_folder(plan.work_root)
         err.outcome += "; temporary files removed"
     if plan.claims_target:
         release_run(plan.checked.target, plan.run_id, plan.launch)
@@ -147,7 +152,7 @@ def finish(plan: RunPlan, result, wall: float, tables: dict | None) -> tuple[int
     checked = plan.checked
     report = run_report.assemble(_read_counts(plan.accounting_prefix), plan.sources)
     examples = None if checked.stream is not None else read_examples(plan.accounting_prefix)
-    remove_work_folder(plan.work_dir if plan.temp_location else plan.temp_root)
+    remove_work_folder(plan.work_root)
     report.update({
         "run_id": plan.run_id,
         "started_at": plan.started.isoformat(),

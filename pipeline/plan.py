@@ -57,6 +57,12 @@ class RunPlan:
         return self.options.view_as(GoogleCloudOptions).template_location
 
     @property
+    def work_root(self) -> str:
+        """What the run removes when it ends: its own folder under ``--temp_location``, or the whole
+        temporary folder it made."""
+        return self.work_dir if self.temp_location else self.temp_root
+
+    @property
     def claims_target(self) -> bool:
         """Whether the run prepares and claims a BigQuery target (``transforms.bigquery.target``)."""
         return self.checked.target is not None and not self.checked.dry_run
@@ -79,6 +85,7 @@ def make_plan(argv: list[str], options: PipelineOptions, checked: CheckedOptions
     nothing). Without --runner the run is local (``pipeline.local_runner``)."""
     local = is_local_runner(options.view_as(StandardOptions).runner)
     local_runner_defaults(options, argv)
+    files = expand_patterns(checked.inputs) if checked.stream is None else []  # before the work folder exists
     run_id = checked.run_id or new_run_id(started)
     launch = secrets.token_hex(4)
     temp_location = options.view_as(GoogleCloudOptions).temp_location
@@ -89,7 +96,6 @@ def make_plan(argv: list[str], options: PipelineOptions, checked: CheckedOptions
     if checked.stream is not None:
         plan.sources = [checked.stream.subscription]
         return plan
-    files = expand_patterns(checked.inputs)
     plan.checked = with_derived_buckets(checked, files, local)  # before the sinks: they name files after it
     plan.input_bytes = dict(files)
     plan.tasks = plan_reads(files, checked.input_format, checked.split_bytes)

@@ -232,6 +232,19 @@ def test_a_value_of_the_wrong_kind_is_one_line_naming_the_flag(flag, message, ca
     assert result.stderr.startswith(f"error: {message}") and "usage:" not in result.stderr
 
 
+def test_a_run_that_fails_leaves_no_work_folder(tmp_path, monkeypatch, capsys):
+    # an input that matches nothing (exit 2), then a BigQuery that cannot be reached (exit 3)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    src = write_ndjson(tmp_path / "in.ndjson", [line(envelope(1))])
+    missing = _cli_in_process(capsys, "--input", str(tmp_path / "none-*.ndjson"), "--dry_run")
+    unreachable = _cli_in_process(capsys, "--input", str(src), "--output_table", "p-123456.d.t",
+                                  "--bigquery_endpoint", "http://127.0.0.1:9", "--bigquery_retry_seconds", "1")
+    assert (missing.returncode, unreachable.returncode) == (2, 3), (missing.stderr, unreachable.stderr)
+    assert not list(tmp_path.glob("importer-*"))
+
+
 def test_a_file_whose_every_record_is_rejected_fails_the_run(tmp_path):
     """Before: a run that rejected 100 % of a file exited 0."""
     good = write_ndjson(tmp_path / "good.ndjson", [line(envelope(1))])
