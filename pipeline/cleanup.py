@@ -8,6 +8,8 @@ A clean-up that fails must not hide how the run ended: it is logged, with the pa
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -33,6 +35,29 @@ def _outputs(output_dir: str, rows: str) -> list[str]:
                 FileSystems.join(output_dir, DEAD_LETTERS_PREFIX + "*"),
                 FileSystems.join(output_dir, CONFLICTS_PREFIX + "*")]
     return [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+
+
+def remove_unfinished_outputs(output_dir: str) -> None:
+    """After a file run that failed or was stopped: Beam's temporary folders of the text files it had not
+    finalized (``dead_letters/beam-temp-*``, ``conflicts/beam-temp-*``), and the folders they leave empty,
+    so that a run that wrote nothing leaves ``--output_dir`` as it found it (not refused as non-empty when
+    run again). The import's finished files stay."""
+    for prefix in (DEAD_LETTERS_PREFIX, CONFLICTS_PREFIX):
+        folder = FileSystems.join(output_dir, prefix.split("/")[0])
+        try:
+            if "://" in folder:  # no folders on GCS: the temporary objects
+                temp = [m.path for r in FileSystems.match([FileSystems.join(folder, "beam-temp-*", "*")])
+                        for m in r.metadata_list]
+                if temp:
+                    FileSystems.delete(temp)
+            elif os.path.isdir(folder):
+                for name in os.listdir(folder):
+                    if name.startswith("beam-temp-"):
+                        shutil.rmtree(os.path.join(folder, name))
+                if not os.listdir(folder):
+                    os.rmdir(folder)
+        except Exception as err:  # the failure to report is the run's
+            log.warning("could not remove Beam's temporary files under %s: %s", folder, err)
 
 
 def remove_work_files(work_dir: str) -> None:

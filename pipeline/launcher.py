@@ -27,6 +27,7 @@ from pipeline import report as run_report
 from pipeline.cleanup import (
     remove_examples,
     remove_previous_outputs,
+    remove_unfinished_outputs,
     remove_work_files,
     remove_work_folder,
     settle_interrupted,
@@ -137,6 +138,8 @@ def _unwind(plan: RunPlan, err: BaseException) -> None:
         err.outcome += "; temporary files removed"
     if plan.claims_target:
         release_run(plan.checked.target, plan.run_id, plan.launch)
+    if plan.checked.output_dir and not plan.checked.dry_run:
+        remove_unfinished_outputs(plan.checked.output_dir)
 
 
 def _progress(plan: RunPlan):

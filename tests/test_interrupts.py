@@ -138,3 +138,16 @@ def test_interrupt_during_the_write_tells_whether_it_committed(bigquery_emulator
         assert ("interrupted (Ctrl-C) during the write transaction; the target is unchanged "
                 f"(local-project.{dataset}.events)") in err
     assert _leftovers(bigquery_emulator, dataset, temp) == ([], [])
+
+
+def test_interrupt_of_a_file_import_that_wrote_nothing_leaves_its_output_folder_empty(big_export, tmp_path):
+    # Beam's temporary folders of the unfinished dead-letter and conflict files go too: a run told "nothing
+    # was written" is not refused next time as a non-empty --output_dir
+    out, temp = tmp_path / "out", tmp_path / "temp"
+    process = _start(["--input", str(big_export), "--output_dir", str(out), "--temp_location", str(temp)])
+    _when(lambda: list(temp.glob("*/shuffle/*")), process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert f"nothing was written to {out}; temporary files removed" in err
+    assert not out.exists() or list(out.iterdir()) == []
