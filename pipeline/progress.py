@@ -2,7 +2,8 @@
 
 The workers tell their progress as log lines (``transforms.core.progress``); the launcher takes them out of
 the log here and shows them: on a terminal, a bar (tqdm) with bytes read of the input's total,
-percent, rate and records, then one line per phase as it starts and ends (dedupe, staging or writing
+percent, rate and the lines/rows read (lines of NDJSON and CSV, rows of Parquet, elements of a JSON array:
+an NDJSON line holding an array is one line here and several records in the report), then one line per phase as it starts and ends (dedupe, staging or writing
 the rows, load, MERGE); elsewhere (a file, CI, a scheduler), a plain log line every
 ``LOG_EVERY_SECONDS`` while reading, and the same phase lines.
 """
@@ -95,7 +96,7 @@ class Progress(logging.Filter):
         self.records[key] = max(self.records.get(key, 0), records)
         if self._bar is not None:
             self._bar.update(self.done[key] - before)
-            self._bar.set_postfix_str(f"{sum(self.records.values()):,} records", refresh=False)
+            self._bar.set_postfix_str(f"{sum(self.records.values()):,} lines/rows", refresh=False)
         elif self.clock() - self._last_log >= LOG_EVERY_SECONDS:
             self._last_log = self.clock()
             self._say(self.read_line())
@@ -106,7 +107,7 @@ class Progress(logging.Filter):
         done, seconds = sum(self.done.values()), max(self.clock() - self.started, 1e-9)
         percent = 100 * done / self.total if self.total else 100.0
         return (f"reading: {percent:.0f} % ({_size(done)} of {_size(self.total)}), "
-                f"{sum(self.records.values()):,} records, {_size(done / seconds)}/s")
+                f"{sum(self.records.values()):,} lines/rows, {_size(done / seconds)}/s")
 
     def _end_read(self) -> None:
         if self._read_over:
@@ -116,7 +117,7 @@ class Progress(logging.Filter):
             self._bar.close()
             self._bar = None
         told = sum(self.done.values()) >= self.total  # else the last ticks did not arrive: no count to give
-        records = f": {sum(self.records.values()):,} records" if told else ""
+        records = f": {sum(self.records.values()):,} lines/rows" if told else ""
         self._say(f"read {_size(self.total)}{records} in {self.clock() - self.started:.1f} s")
 
     # phases

@@ -48,10 +48,10 @@ def test_a_terminal_shows_a_bar_of_bytes_read_against_the_total_then_each_phase(
     progress.told("phase merge ended")
     progress.close()
     text = out.getvalue()
-    assert re.search(r"reading:\s+100%.*3\.91k/3\.91k.*50 records", text), text
-    assert "read 3.9 KiB: 50 records" in text
+    assert re.search(r"reading:\s+100%.*3\.91k/3\.91k.*50 lines/rows", text), text
+    assert "read 3.9 KiB: 50 lines/rows" in text
     lines = [x for x in text.replace("\r", "\n").split("\n") if x and not x.startswith("reading:")]
-    assert lines == ["read 3.9 KiB: 50 records in 0.0 s",
+    assert lines == ["read 3.9 KiB: 50 lines/rows in 0.0 s",
                      "deduplicating on eventId…", "deduplicating on eventId: done in 0.0 s",
                      "MERGE into the target (one transaction)…",
                      "MERGE into the target (one transaction): done in 0.0 s"], lines
@@ -66,7 +66,7 @@ def test_a_task_told_twice_or_past_its_end_counts_once_and_a_foreign_task_not_at
     progress.told("read 0123456789ab 999 1")  # not a task of this run
     assert progress.done == {A: 1000}
     assert progress.records == {A: 9}
-    assert progress.read_line().startswith("reading: 25 % (1000 B of 3.9 KiB), 9 records")
+    assert progress.read_line().startswith("reading: 25 % (1000 B of 3.9 KiB), 9 lines/rows")
 
 
 def test_off_a_terminal_one_log_line_per_interval_and_no_bar(caplog):
@@ -82,7 +82,7 @@ def test_off_a_terminal_one_log_line_per_interval_and_no_bar(caplog):
         clock.now += 1
         progress.told(f"read {A} 400 4")
     reading = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading:")]
-    assert reading == ["reading: 8 % (300 B of 3.9 KiB), 3 records, 20 B/s"]
+    assert reading == ["reading: 8 % (300 B of 3.9 KiB), 3 lines/rows, 20 B/s"]
     assert out.getvalue() == ""
 
 
@@ -155,7 +155,7 @@ def test_an_import_on_a_terminal_shows_the_read_then_dedupe_staging_load_and_mer
          "--bigquery_endpoint", bigquery_emulator.endpoint], env)
     assert code == 0, out
     screen = out.replace("\r\n", "\n")
-    assert re.search(r"reading: 100%\|.*\| [\d.]+k/[\d.]+k .*3,000 records\]", screen), screen
+    assert re.search(r"reading: 100%\|.*\| [\d.]+k/[\d.]+k .*3,000 lines/rows\]", screen), screen
     order = ["read ", "deduplicating on eventId…", "staging the rows for BigQuery…",
              "loading the staged files into BigQuery…", "loading the staged files into BigQuery: done in",
              "MERGE into the target (one transaction)…", "MERGE into the target (one transaction): done in",
