@@ -16,7 +16,6 @@ read_replay``). Redacted dead letters hold no payload and are skipped (and count
 from __future__ import annotations
 
 import base64
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from pipeline.launcher import main as import_main
 from pipeline.options import normalize_argv
 from transforms.bigquery.client import TargetError, make_client
 from transforms.bigquery.tables import query
+from transforms.core.payloads import is_payload_path
 from transforms.core.settings import TableRef
 from transforms.sources.files import REPLAY_FORMAT, InputError, expand_patterns
 
@@ -39,7 +39,7 @@ def payload(dead: dict) -> bytes | None:
     """The exact bytes of a dead letter's record, or None when it was redacted. A payload too large for
     its row is read whole from where the import stored it (``raw_payload_uri``, ``transforms.core.payloads``)."""
     if dead.get("raw_payload_uri"):
-        if not re.fullmatch(r"[0-9a-f]{40}\.payload", dead["raw_payload_uri"].rsplit("/", 1)[-1]):
+        if not is_payload_path(dead["raw_payload_uri"]):
             # only a file the import wrote (transforms.core.payloads): a dead letter edited to name another file
             # must not make a replay read it into the tables
             raise ValueError(f"raw_payload_uri {dead['raw_payload_uri']!r} does not name a payload file the "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterable
 
 import orjson
@@ -30,10 +31,20 @@ MAX_STORED_BYTES = MAX_LOAD_ROW_BYTES
 gigabytes is a broken file, not a record: a 300 KB gzip bomb was 300 MB on disk), so it is only cut."""
 
 
+PAYLOAD_NAME = re.compile(r"[0-9a-f]{40}\.payload")
+"""The name of every payload file the import writes (``payload_path``)."""
+
+
 def payload_path(folder: str, run_id: str, origin: object) -> str:
     """Where the whole payload of the record at ``origin`` (any JSON-able key) is stored."""
     digest = hashlib.sha256(orjson.dumps(origin)).hexdigest()[:40]
     return FileSystems.join(folder, run_id, f"{digest}.payload")
+
+
+def is_payload_path(uri: str) -> bool:
+    """Whether ``uri`` names a file the import wrote (``payload_path``), not some other file a dead letter
+    was edited to name."""
+    return bool(PAYLOAD_NAME.fullmatch(uri.rsplit("/", 1)[-1]))
 
 
 def store_whole(folder: str, run_id: str, payload: bytes) -> str:
