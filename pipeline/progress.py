@@ -1,11 +1,11 @@
 """What a person watching an import sees while it works: the read against its total, then each phase.
 
 The workers tell their progress as log lines (``transforms.core.progress``); the launcher takes them out of
-the log here and shows them: on a terminal, a bar (tqdm) with bytes read of the input's total,
-percent, rate and the lines/rows read (lines of NDJSON and CSV, rows of Parquet, elements of a JSON array:
-an NDJSON line holding an array is one line here and several records in the report), then one line per
-phase as it starts and ends (dedupe, staging or writing the rows, load, MERGE); elsewhere (a file, CI, a scheduler), a plain log line every
-``LOG_EVERY_SECONDS`` while reading, and the same phase lines.
+the log here and shows them: on a terminal, a bar (tqdm) with bytes read of the input's total, percent,
+rate and the lines/rows read (lines of NDJSON and CSV, rows of Parquet, elements of a JSON array: an
+NDJSON line holding an array is one line here and several records in the report), then one line per
+phase as it starts and ends (dedupe, staging or writing the rows, load, MERGE); elsewhere (a file, CI, a
+scheduler), a plain log line every ``LOG_EVERY_SECONDS`` while reading, and the same phase lines.
 """
 
 from __future__ import annotations
