@@ -26,7 +26,6 @@ import pyarrow.compute as pc
 from transforms.core import sizing
 
 TIB = 1 << 40
-GIB = 1 << 30
 BIGQUERY_ON_DEMAND_PER_TIB = 6.25
 """USD per TiB processed, on-demand (https://cloud.google.com/bigquery/pricing#on_demand_pricing)."""
 BIGQUERY_MIN_BYTES_PER_TABLE = 10 << 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.envelope import CONFLICT_COLUMNS, DEAD_LETTER_COLUMNS, OUTPUT_COLUMNS, OutputColumn
+from schemas.envelope import DEAD_LETTER_COLUMNS, OUTPUT_COLUMNS, OutputColumn
 
 NUMERIC = pa.decimal128(38, 9)
 """BigQuery NUMERIC: 38 digits, 9 after the point. Values are rounded to 2 decimals first."""
@@ -39,4 +39,3 @@ def schema_of(columns: tuple[OutputColumn, ...]) -> pa.Schema:
 
 ROW_SCHEMA = schema_of(OUTPUT_COLUMNS)
 DEAD_LETTER_SCHEMA = schema_of(DEAD_LETTER_COLUMNS)
-CONFLICT_SCHEMA = schema_of(CONFLICT_COLUMNS)

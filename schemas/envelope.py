@@ -213,7 +213,6 @@ OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
                  group="lineage"),
 )
 
-OUTPUT_BY_NAME = {c.name: c for c in OUTPUT_COLUMNS}
 CONTENT_COLUMNS = tuple(c.name for c in OUTPUT_COLUMNS if c.group not in ("lineage", "derived"))
 """Columns compared to tell an exact duplicate (same content) from a conflicting one."""
 

@@ -9,8 +9,6 @@ import orjson
 
 from transforms.core.settings import to_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 def iso_micros(micros: int) -> str:
     """UTC microseconds as ``2026-11-26T05:30:29.123000Z`` (always 6 fractional digits)."""
