@@ -110,11 +110,11 @@ def write_statement_bytes(sizes: RowSizes, imported: int, stored: int, moved_day
     """Bytes each statement of the write transaction processes, for ``imported`` staged rows written
     into an events table of ``stored`` rows (so an ids table of ``stored`` rows); ``moved_days``: days
     under which ids that came back with another event time are stored (each read whole, all columns).
-    Dead letters and conflicts are left out (a few per thousand rows; their tables' run_id column)."""
+    Dead letters and conflicts are left out (a few per thousand rows; their tables' run_id column). The
+    statements read the staging table in place: no temp copy of the staged rows."""
     per_day = stored / DAYS_OF_HISTORY if stored else 0
     return {
         "lock: UPDATE the run's row of `__runs`": 0,  # a few hundred bytes
-        "staged rows into a temp table": imported * sizes.event,
         "ids already stored (join with `__ids`)": imported * sizes.event_id + stored * sizes.ids_lookup,
         "INSERT the new rows into the events table": imported * sizes.event,
         "INSERT their ids into `__ids`": imported * sizes.ids_row,

@@ -113,6 +113,20 @@ class Emulator:
         self.stop()
         self.start()
 
+    def dataset_ids(self) -> set[str]:
+        return {d.dataset_id for d in self.client().list_datasets()}
+
+    def drop_new_datasets(self, before: set[str]) -> None:
+        """Drop every dataset not in ``before``, with its tables. The emulator lists all of its tables on
+        most calls, so each one left behind slows every later call: with 300 tables from earlier tests,
+        a 30-event import took 13 s instead of 2.5 s. A dataset a module-scoped fixture made before the
+        test is in ``before`` and stays. An emulator that died during the test has nothing to drop."""
+        if self.problem() is not None:
+            return
+        client = self.client()
+        for dataset_id in self.dataset_ids() - before:
+            client.delete_dataset(f"{self.project}.{dataset_id}", delete_contents=True, not_found_ok=True)
+
     def client(self):
         from transforms.bigquery.client import make_client
 
@@ -141,10 +155,17 @@ def bigquery_emulator(tmp_path_factory) -> Emulator:
 
 
 @pytest.fixture(autouse=True)
-def _bigquery_emulator_is_healthy(request) -> None:
-    """Before a test that uses the shared emulator: restart it if it died (see ``Emulator.ensure_running``)."""
-    if "bigquery_emulator" in request.fixturenames:
-        request.getfixturevalue("bigquery_emulator").ensure_running()
+def _bigquery_emulator_is_healthy(request):
+    """Around a test that uses the shared emulator: before it, restart the emulator if it died (see
+    ``Emulator.ensure_running``); after it, drop the datasets the test made (``Emulator.drop_new_datasets``)."""
+    if "bigquery_emulator" not in request.fixturenames:
+        yield
+        return
+    emulator = request.getfixturevalue("bigquery_emulator")
+    emulator.ensure_running()
+    before = emulator.dataset_ids()
+    yield
+    emulator.drop_new_datasets(before)
 
 
 @pytest.fixture

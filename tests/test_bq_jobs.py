@@ -140,3 +140,22 @@ def test_the_write_script_never_reads_the_events_table_beyond_the_stored_days_of
     # the writers' lock comes first in the transaction, before anything is read
     body = sql.split("BEGIN TRANSACTION;")[1]
     assert body.lstrip().startswith(f"UPDATE {t.runs.sql}")
+
+
+def test_a_batch_write_reads_its_staging_table_in_place_and_reads_stored_versions_only_for_moved_ids():
+    """A staging table is read where it is needed, not first copied into a temp table (that copy was one
+    more full read of the staged rows, billed); the stored versions of moved ids are read inside an IF,
+    so the usual import, with no moved id, runs no statement on the events table at all. A query as
+    source (a stream's ranked landing rows) is still copied once, since every later statement reads it."""
+    events = TableRef.parse("p-123456.d.events")
+    staging = events.sibling("events__staging_x")
+    t = WriteTables(events, events.sibling("events__ids"), events.sibling("events__runs"),
+                    events.sibling("events_dead_letters"), events.sibling("events_conflicts"))
+    in_place = insert_new_rows_script(t, staging, EVENT_COLUMNS)
+    assert "CREATE TEMP TABLE staged" not in in_place
+    assert f"FROM {staging.sql} S JOIN {t.ids.sql}" in in_place
+    guarded = in_place.split("IF ARRAY_LENGTH(stored_days) > 0 THEN")[1].split("END IF;")[0]
+    assert f"FROM {events.sql} WHERE" in guarded and f"INSERT INTO {t.conflicts.sql}" in guarded
+    copied = insert_new_rows_script(t, "SELECT * FROM ranked", EVENT_COLUMNS)
+    assert "CREATE TEMP TABLE staged AS SELECT * FROM ranked;" in copied
+    assert copied.count("FROM staged S") == in_place.count(f"FROM {staging.sql} S")

@@ -66,18 +66,28 @@ def differs_sql(columns: tuple[str, ...]) -> str:
     return f"ARRAY(SELECT c FROM UNNEST([{checks}]) AS c WHERE c IS NOT NULL)"
 
 
-def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], *,
+def insert_new_rows_script(t: WriteTables, source: str | TableRef, columns: list[str], *,
                            run_logs: tuple[TableRef, TableRef] | None = None, final_status: str | None = None,
                            staged_days_only: bool = False, before: str = "", inside: str = "") -> str:
-    """The script (parameters ``@run``, ``@launch``, ``@detected_at``). ``source_sql`` selects the staged
-    rows, one per eventId; ``run_logs`` = (staged dead letters, staged conflicts) to add unless
+    """The script (parameters ``@run``, ``@launch``, ``@detected_at``). ``source``: the staged rows, one
+    per eventId: a table the script reads where it needs them (a batch import's staging table), or a
+    query whose rows it first copies into a temp table (a stream's ranked landing rows); ``run_logs`` =
+    (staged dead letters, staged conflicts) to add unless
     the run id has its logs already; ``final_status`` is written on the run's row at commit (e.g. ``merged``).
     ``staged_days_only``: look the ids up only under the days of the staged rows (the ids table is
     partitioned on them), for a stream's frequent small writes, where a scan of every id at each tick
     would cost more than the rows; a batch import looks them up under any day. ``before``: statements
-    that run before the transaction (``source_sql`` may read the temp tables they make); ``inside``: more
-    statements for the same transaction (before its COMMIT)."""
+    that run before the transaction (``source`` may read the temp tables they make); ``inside``: more
+    statements for the same transaction (before its COMMIT).
+
+    Reading a staging table directly instead of through a temp copy saves a full read of the staged rows
+    (billed bytes, ``pipeline.costs``); the stored versions of moved ids are read only when there are some
+    (an ``IF``: no statement at all in the usual case)."""
     cols = _cols(columns)
+    if isinstance(source, TableRef):
+        staged, copy = source.sql, ""
+    else:
+        staged, copy = "staged", f"CREATE TEMP TABLE staged AS {source};\n"
     logs = ""
     if run_logs is not None:
         dead, conflicts = run_logs
@@ -92,7 +102,7 @@ def insert_new_rows_script(t: WriteTables, source_sql: str, columns: list[str], 
              f"WHERE run_id = @run AND launch = @launch;\n" if final_status else ""
     days = days_filter = ""
     if staged_days_only:
-        days = f"SET staged_days = (SELECT IFNULL(ARRAY_AGG(DISTINCT DATE({PARTITION_COLUMN})), []) FROM staged);\n"
+        days = f"SET staged_days = (SELECT IFNULL(ARRAY_AGG(DISTINCT DATE({PARTITION_COLUMN})), []) FROM {staged});\n"
         days_filter = f"\n  WHERE DATE(I.{PARTITION_COLUMN}) IN UNNEST(staged_days)"
     return f"""DECLARE stored_days ARRAY<DATE> DEFAULT [];
 DECLARE staged_days ARRAY<DATE> DEFAULT [];
@@ -105,32 +115,33 @@ IF EXISTS (SELECT 1 FROM {t.runs.sql} WHERE run_id = @run AND launch != @launch 
            AND claimed_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {LIVE_CLAIM_HOURS} HOUR)) THEN
   RAISE USING MESSAGE = CONCAT('rlvt: run id ', @run, ' is claimed by another live import: nothing was written');
 END IF;
-CREATE TEMP TABLE staged AS {source_sql};
-{days}CREATE TEMP TABLE present AS
+{copy}{days}CREATE TEMP TABLE present AS
   SELECT S.eventId, I.{PARTITION_COLUMN} AS stored_at
-  FROM staged S JOIN {t.ids.sql} I ON I.eventId = S.eventId{days_filter};
+  FROM {staged} S JOIN {t.ids.sql} I ON I.eventId = S.eventId{days_filter};
 INSERT INTO {t.events.sql} ({cols})
-  SELECT {cols} FROM staged WHERE eventId NOT IN (SELECT eventId FROM present);
+  SELECT {cols} FROM {staged} WHERE eventId NOT IN (SELECT eventId FROM present);
 INSERT INTO {t.ids.sql} (eventId, {PARTITION_COLUMN}, import_run_id)
-  SELECT eventId, {PARTITION_COLUMN}, import_run_id FROM staged WHERE eventId NOT IN (SELECT eventId FROM present);
+  SELECT eventId, {PARTITION_COLUMN}, import_run_id FROM {staged} WHERE eventId NOT IN (SELECT eventId FROM present);
 {logs}CREATE TEMP TABLE moved AS
-  SELECT S.eventId FROM staged S JOIN present P ON P.eventId = S.eventId WHERE P.stored_at != S.{PARTITION_COLUMN};
+  SELECT S.eventId FROM {staged} S JOIN present P ON P.eventId = S.eventId WHERE P.stored_at != S.{PARTITION_COLUMN};
 CREATE TEMP TABLE moved_new AS
   SELECT eventId FROM moved WHERE eventId NOT IN (SELECT eventId FROM {t.conflicts.sql} WHERE run_id = @run);
 SET stored_days = (SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(stored_at)), []) FROM present
                    WHERE eventId IN (SELECT eventId FROM moved_new));
-CREATE TEMP TABLE stored AS
-  SELECT * FROM {t.events.sql} WHERE DATE({PARTITION_COLUMN}) IN UNNEST(stored_days)
-  AND eventId IN (SELECT eventId FROM moved_new);
-INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)
-  SELECT @run, T.eventId, TRUE, ARRAY<STRING>[], TO_JSON_STRING(T), @detected_at FROM stored T
-  UNION ALL
-  SELECT @run, S.eventId, FALSE, {differs_sql(CONTENT_COLUMNS)}, TO_JSON_STRING(S), @detected_at
-  FROM staged S JOIN stored T ON T.eventId = S.eventId;
+IF ARRAY_LENGTH(stored_days) > 0 THEN
+  CREATE TEMP TABLE stored AS
+    SELECT * FROM {t.events.sql} WHERE DATE({PARTITION_COLUMN}) IN UNNEST(stored_days)
+    AND eventId IN (SELECT eventId FROM moved_new);
+  INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)
+    SELECT @run, T.eventId, TRUE, ARRAY<STRING>[], TO_JSON_STRING(T), @detected_at FROM stored T
+    UNION ALL
+    SELECT @run, S.eventId, FALSE, {differs_sql(CONTENT_COLUMNS)}, TO_JSON_STRING(S), @detected_at
+    FROM {staged} S JOIN stored T ON T.eventId = S.eventId;
+END IF;
 {inside}{status}COMMIT TRANSACTION;
 SELECT S.source_uri, COUNT(*) AS staged, COUNTIF(P.eventId IS NULL) AS inserted,
        COUNTIF(M.eventId IS NOT NULL) AS moved
-FROM staged S LEFT JOIN present P ON P.eventId = S.eventId LEFT JOIN moved M ON M.eventId = S.eventId
+FROM {staged} S LEFT JOIN present P ON P.eventId = S.eventId LEFT JOIN moved M ON M.eventId = S.eventId
 GROUP BY S.source_uri;"""
 
 

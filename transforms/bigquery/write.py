@@ -150,7 +150,7 @@ class LoadAndMergeFn(beam.DoFn):
         events = self.target.events
         tables = WriteTables(events, ids_table(events), runs_table(events), self.target.dead_letters,
                              self.target.conflicts)
-        sql = insert_new_rows_script(tables, f"SELECT * FROM {staging['rows'].sql}", EVENT_COLUMNS,
+        sql = insert_new_rows_script(tables, staging["rows"], EVENT_COLUMNS,
                                      run_logs=(staging["dead_letters"], staging["conflicts"]), final_status="merged")
         started = time.perf_counter()
         progress.phase("merge")
