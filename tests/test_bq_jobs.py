@@ -159,3 +159,20 @@ def test_a_batch_write_reads_its_staging_table_in_place_and_reads_stored_version
     copied = insert_new_rows_script(t, "SELECT * FROM ranked", EVENT_COLUMNS)
     assert "CREATE TEMP TABLE staged AS SELECT * FROM ranked;" in copied
     assert copied.count("FROM staged S") == in_place.count(f"FROM {staging.sql} S")
+
+
+def test_a_run_without_dead_letters_or_conflicts_has_no_insert_of_them():
+    """The write makes a staging table for dead letters or conflicts only when the run has some; the
+    script then inserts only the kinds it was given (one INSERT less, and no table to create and drop)."""
+    events = TableRef.parse("p-123456.d.events")
+    t = WriteTables(events, events.sibling("events__ids"), events.sibling("events__runs"),
+                    events.sibling("events_dead_letters"), events.sibling("events_conflicts"))
+    staged = events.sibling("events__staging_x")
+    both = insert_new_rows_script(t, staged, EVENT_COLUMNS, run_logs=(events.sibling("s_dead"), events.sibling("s_c")))
+    dead_only = insert_new_rows_script(t, staged, EVENT_COLUMNS, run_logs=(events.sibling("s_dead"), None))
+    neither = insert_new_rows_script(t, staged, EVENT_COLUMNS, run_logs=(None, None))
+    assert f"INSERT INTO {t.dead_letters.sql} SELECT * FROM {events.sibling('s_dead').sql}" in both
+    assert f"FROM {events.sibling('s_c').sql}" in both
+    assert f"INSERT INTO {t.dead_letters.sql}" in dead_only and events.sibling('s_c').sql not in dead_only
+    assert f"INSERT INTO {t.dead_letters.sql}" not in neither
+    assert neither == insert_new_rows_script(t, staged, EVENT_COLUMNS)

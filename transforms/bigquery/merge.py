@@ -67,13 +67,15 @@ def differs_sql(columns: tuple[str, ...]) -> str:
 
 
 def insert_new_rows_script(t: WriteTables, source: str | TableRef, columns: list[str], *,
-                           run_logs: tuple[TableRef, TableRef] | None = None, final_status: str | None = None,
+                           run_logs: tuple[TableRef | None, TableRef | None] | None = None,
+                           final_status: str | None = None,
                            staged_days_only: bool = False, before: str = "", inside: str = "") -> str:
     """The script (parameters ``@run``, ``@launch``, ``@detected_at``). ``source``: the staged rows, one
     per eventId: a table the script reads where it needs them (a batch import's staging table), or a
     query whose rows it first copies into a temp table (a stream's ranked landing rows); ``run_logs`` =
-    (staged dead letters, staged conflicts) to add unless
-    the run id has its logs already; ``final_status`` is written on the run's row at commit (e.g. ``merged``).
+    (staged dead letters, staged conflicts) to add unless the run id has its logs already (None for a kind
+    the run has none of: no staging table was made for it); ``final_status`` is written on the run's row
+    at commit (e.g. ``merged``).
     ``staged_days_only``: look the ids up only under the days of the staged rows (the ids table is
     partitioned on them), for a stream's frequent small writes, where a scan of every id at each tick
     would cost more than the rows; a batch import looks them up under any day. ``before``: statements
@@ -91,13 +93,15 @@ def insert_new_rows_script(t: WriteTables, source: str | TableRef, columns: list
     logs = ""
     if run_logs is not None:
         dead, conflicts = run_logs
-        logs = (f"IF NOT EXISTS (SELECT 1 FROM {t.dead_letters.sql} WHERE run_id = @run) THEN\n"
-                f"  INSERT INTO {t.dead_letters.sql} SELECT * FROM {dead.sql};\n"
-                f"END IF;\n"
-                f"IF NOT EXISTS (SELECT 1 FROM {t.conflicts.sql} WHERE run_id = @run) THEN\n"
-                f"  INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)\n"
-                f"  SELECT run_id, eventId, kept, differs_from_kept, `row`, detected_at FROM {conflicts.sql};\n"
-                f"END IF;\n")
+        if dead is not None:
+            logs += (f"IF NOT EXISTS (SELECT 1 FROM {t.dead_letters.sql} WHERE run_id = @run) THEN\n"
+                     f"  INSERT INTO {t.dead_letters.sql} SELECT * FROM {dead.sql};\n"
+                     f"END IF;\n")
+        if conflicts is not None:
+            logs += (f"IF NOT EXISTS (SELECT 1 FROM {t.conflicts.sql} WHERE run_id = @run) THEN\n"
+                     f"  INSERT INTO {t.conflicts.sql} (run_id, eventId, kept, differs_from_kept, `row`, detected_at)\n"
+                     f"  SELECT run_id, eventId, kept, differs_from_kept, `row`, detected_at FROM {conflicts.sql};\n"
+                     f"END IF;\n")
     status = f"UPDATE {t.runs.sql} SET status = '{final_status}', updated_at = CURRENT_TIMESTAMP() " \
              f"WHERE run_id = @run AND launch = @launch;\n" if final_status else ""
     days = days_filter = ""

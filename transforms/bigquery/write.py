@@ -138,10 +138,14 @@ class LoadAndMergeFn(beam.DoFn):
         staging = staging_tables(self.target, self.run_id, self.launch)
         started = time.perf_counter()
         progress.phase("load")
+        made = {}  # the staging tables of this write: rows always; dead letters and conflicts if there are some
         for kind, files, schema, fmt in (
                 ("rows", sorted(row_files), EVENTS_SCHEMA, "PARQUET"),
                 ("dead_letters", _non_empty(dead_files), DEAD_LETTER_TABLE_SCHEMA, "NEWLINE_DELIMITED_JSON"),
                 ("conflicts", _non_empty(conflict_files), CONFLICT_TABLE_SCHEMA, "NEWLINE_DELIMITED_JSON")):
+            if kind != "rows" and not files:
+                continue
+            made[kind] = staging[kind]
             bq_tables.create_expiring(self.bq, staging[kind], schema)
             if files:
                 bq_tables.load_files(self.bq, staging[kind], files, schema, fmt, step=self._step(f"load_{kind}"))
@@ -151,7 +155,7 @@ class LoadAndMergeFn(beam.DoFn):
         tables = WriteTables(events, ids_table(events), runs_table(events), self.target.dead_letters,
                              self.target.conflicts)
         sql = insert_new_rows_script(tables, staging["rows"], EVENT_COLUMNS,
-                                     run_logs=(staging["dead_letters"], staging["conflicts"]), final_status="merged")
+                                     run_logs=(made.get("dead_letters"), made.get("conflicts")), final_status="merged")
         started = time.perf_counter()
         progress.phase("merge")
         result = outcome_counts(bq_tables.run_script(
@@ -160,7 +164,7 @@ class LoadAndMergeFn(beam.DoFn):
         self._merge_ms.update(int((time.perf_counter() - started) * 1000))
         progress.phase("merge", "ended")
         # committed: nothing staged is needed any more, by this execution or by a retry of it
-        for ref in staging.values():
+        for ref in made.values():
             _drop_staging(self.bq, ref)
         from transforms.core.workfiles import remove_tree
 
