@@ -33,3 +33,8 @@ def test_a_subscription_import_tells_messages_acknowledged_and_rows_merged(pubsu
     assert counts == sorted(counts) and all(acked <= 30 and merged <= 30 for acked, merged in counts)
     # the reader stops 5 s after its last message: lines after its acknowledgement count all 30
     assert counts[-1][0] == 30, told
+    # an idle stream runs no MERGE: once the rows are merged, the 5 s idle at a 0.5 s interval runs no MERGE
+    # of nothing (each a billed script on real BigQuery) but the last one, at the stop
+    merged = [int(re.match(r"merged (\d+) new row", r.getMessage()).group(1)) for r in caplog.records
+              if r.getMessage().startswith("merged ")]
+    assert sum(merged) == 30 and merged[merged.index(next(n for n in merged if n)) + 1:].count(0) <= 1, merged

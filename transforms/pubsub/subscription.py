@@ -133,12 +133,15 @@ class PullLandAckFn(beam.DoFn):
         restore = self._stop_on_sigint(loop.stop)
         last_merge = last_told = started = time.monotonic()
         merged = 0
+        acked_at_merge = None  # the first tick merges whatever earlier runs left; later ones, only new rows
         try:
             loop.start()
             while not loop.wait(0.5):
                 if (s.merge_interval and not loop.stop.is_set()
                         and time.monotonic() - last_merge >= s.merge_interval):
-                    merged += self._merge(since)
+                    if loop.acked != acked_at_merge:  # an idle stream runs (and is billed for) no MERGE
+                        acked_at_merge = loop.acked
+                        merged += self._merge(since)
                     last_merge = time.monotonic()
                 if time.monotonic() - last_told >= PROGRESS_SECONDS:  # long work: a line a person can follow
                     last_told = time.monotonic()
