@@ -204,6 +204,9 @@ def test_a_run_id_claimed_by_a_live_import_is_refused_before_any_work(bigquery_e
         run(["--input", str(path), "--output_table", table, "--bigquery_endpoint", bigquery_emulator.endpoint,
              "--datasource_id", DATASOURCE, "--direct_num_workers=1", "--run_id", "shared-id"])
     assert ids(bigquery_emulator, target.events) == []
+    claims = query(bigquery_emulator.session(), f"SELECT launch FROM {runs_table(target.events).sql} "
+                                                f"WHERE run_id = 'shared-id'")
+    assert [c["launch"] for c in claims] == ["otherlaunch"], "the refused launch left no claim of its own"
 
 
 def test_an_event_sent_again_with_another_time_stays_one_row_and_is_a_conflict(bigquery_emulator, tmp_path):

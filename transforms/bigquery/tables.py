@@ -37,8 +37,18 @@ def schema_fields(schema_json: list[dict]):
 
 
 def ensure_dataset(bq: BigQuerySession, ref: TableRef, location: str | None = None) -> None:
+    """The dataset of ``ref``, created if missing. Looked up first: one call in the usual case (a create
+    of an existing dataset is two, its refusal and a lookup), and a user whose roles are granted on the
+    dataset alone, without ``bigquery.datasets.create`` on the project, is never asked to create it."""
+    from google.api_core.exceptions import NotFound
+
     bigquery = _bigquery()
     dataset = bigquery.Dataset(f"{ref.project}.{ref.dataset}")
+    try:
+        bq.client.get_dataset(dataset.reference, retry=bq.retry(), timeout=bq.timeout)
+        return
+    except NotFound:
+        pass
     if location:
         dataset.location = location
     bq.client.create_dataset(dataset, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)

@@ -93,12 +93,17 @@ def claim_run(target: BigQueryTarget, run_id: str, launch: str) -> None:
     from transforms.bigquery.merge import LIVE_CLAIM_HOURS, runs_table
 
     runs = runs_table(target.events)
+    others = (f"FROM {runs.sql} WHERE run_id = @run AND launch != @launch AND status = 'running' "
+              f"AND claimed_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {LIVE_CLAIM_HOURS} HOUR)")
     bq = connect(target)
     try:
+        # one job: the claim is inserted unless another live launch has one, and the script's result is
+        # those other claims (none: this launch's claim is in)
         live = bq_tables.query(
-            bq, f"SELECT launch, status, claimed_at FROM {runs.sql} WHERE run_id = @run AND launch != @launch "
-                f"AND status = 'running' "
-                f"AND claimed_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {LIVE_CLAIM_HOURS} HOUR)",
+            bq, f"INSERT INTO {runs.sql} (run_id, launch, status, claimed_at, updated_at)\n"
+                f"SELECT @run, @launch, 'running', CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP() FROM (SELECT 1)\n"
+                f"WHERE NOT EXISTS (SELECT 1 {others});\n"
+                f"SELECT launch, status, claimed_at {others};",
             {"run": run_id, "launch": launch})
         if live:
             other = live[0]
@@ -106,9 +111,6 @@ def claim_run(target: BigQueryTarget, run_id: str, launch: str) -> None:
                 f"--run_id {run_id} is in use by another import (launch {other['launch']}, {other['status']} since "
                 f"{other['claimed_at']:%Y-%m-%d %H:%M:%S} UTC): two live imports cannot share a run id. Wait for it "
                 f"to end, or choose another --run_id (a claim that never finished lapses after {LIVE_CLAIM_HOURS} h)")
-        bq_tables.query(bq, f"INSERT INTO {runs.sql} (run_id, launch, status, claimed_at, updated_at) "
-                            f"VALUES (@run, @launch, 'running', CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP())",
-                        {"run": run_id, "launch": launch})
     except _api_errors() as err:
         raise TargetError(f"cannot record the run in {runs} ({target.where}): {type(err).__name__}: {err}") from err
     finally:
