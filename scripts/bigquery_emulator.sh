@@ -10,7 +10,7 @@
 #   BQ_EMULATOR_DATA_DIR=<repo>/.emulators/bigquery-data   (kept across restarts)
 #   BQ_EMULATOR_START_TIMEOUT=30     seconds to wait for HTTP to answer
 # Files: PID in <repo>/.emulators/bigquery-$PORT.pid, log in <repo>/.emulators/bigquery-$PORT.log
-# (one pair per port, so several instances can run side by side).
+# (one pair per port, so several instances can run side by side; EMULATOR_RUN_DIR=DIR puts them in DIR).
 # `start` runs scripts/setup_bigquery_emulator.sh first (instant once installed), is a no-op
 # if this port's emulator already runs, and returns once the REST API answers.
 # `status` exits 0 if running, 3 if not.

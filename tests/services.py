@@ -81,8 +81,14 @@ class Emulator:
         self._script("stop")
 
     @property
+    def run_dir(self) -> Path:
+        """Its PID, log and lock files (``EMULATOR_RUN_DIR``: not ``.emulators/``, which would keep three
+        files for every port a test run ever picked)."""
+        return Path(self.env.get("EMULATOR_RUN_DIR", ROOT / ".emulators"))
+
+    @property
     def pid(self) -> int | None:
-        pid_file = ROOT / ".emulators" / f"bigquery-{self.env['BQ_EMULATOR_PORT']}.pid"
+        pid_file = self.run_dir / f"bigquery-{self.env['BQ_EMULATOR_PORT']}.pid"
         return int(pid_file.read_text()) if pid_file.exists() else None
 
     def problem(self) -> str | None:
@@ -107,7 +113,7 @@ class Emulator:
         problem = self.problem()
         if problem is None:
             return
-        log = ROOT / ".emulators" / f"bigquery-{self.env['BQ_EMULATOR_PORT']}.log"
+        log = self.run_dir / f"bigquery-{self.env['BQ_EMULATOR_PORT']}.log"
         tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
         self.restarts.append(f"{problem}; log: {' | '.join(tail)}")
         self.stop()
@@ -141,7 +147,7 @@ class Emulator:
 def make_emulator(data_dir: Path) -> Emulator:
     port, grpc = free_port(), free_port()
     env = {**os.environ, "BQ_EMULATOR_PORT": str(port), "BQ_EMULATOR_GRPC_PORT": str(grpc),
-           "BQ_EMULATOR_DATA_DIR": str(data_dir)}
+           "BQ_EMULATOR_DATA_DIR": str(data_dir), "EMULATOR_RUN_DIR": str(data_dir.parent / f"run-{port}")}
     return Emulator(f"http://127.0.0.1:{port}", env)
 
 
@@ -201,8 +207,9 @@ class PubSubEmulator:
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory) -> PubSubEmulator:
     port = free_port()
-    env = {**os.environ, "PUBSUB_EMULATOR_PORT": str(port),
-           "PUBSUB_EMULATOR_DATA_DIR": str(tmp_path_factory.mktemp("pubsub-data"))}
+    data = tmp_path_factory.mktemp("pubsub-data")
+    env = {**os.environ, "PUBSUB_EMULATOR_PORT": str(port), "PUBSUB_EMULATOR_DATA_DIR": str(data),
+           "EMULATOR_RUN_DIR": str(data.parent / f"run-{port}")}
     started = subprocess.run([str(PUBSUB_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, f"Pub/Sub emulator did not start:\n{started.stdout}\n{started.stderr}"
     host = f"127.0.0.1:{port}"

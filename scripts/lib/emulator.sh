@@ -24,6 +24,9 @@ KIND=${2:-}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="$ROOT/.emulators"
 mkdir -p "$STATE"
+# EMULATOR_RUN_DIR: where an instance's PID, log and lock files go (default .emulators/); the tests give
+# each emulator of theirs a folder of its own, so that the ports they pick leave nothing behind here
+RUN_DIR="${EMULATOR_RUN_DIR:-$STATE}"
 
 die() { echo "$NAME: ERROR: $*" >&2; exit 1; }
 
@@ -112,10 +115,11 @@ emulator_status() {  # exits 0 if it runs and answers, 3 if not
 }
 
 emulator_main() {  # emulator_main start|stop|status|restart
-    PID_FILE="$STATE/$KIND-$PORT.pid"
-    LOG="$STATE/$KIND-$PORT.log"
+    mkdir -p "$RUN_DIR"
+    PID_FILE="$RUN_DIR/$KIND-$PORT.pid"
+    LOG="$RUN_DIR/$KIND-$PORT.log"
     # One start/stop at a time per port (parallel test runs calling `start` at once).
-    hold_lock "$STATE/$KIND-$PORT.lock" 60 "start/stop for port $PORT"
+    hold_lock "$RUN_DIR/$KIND-$PORT.lock" 60 "start/stop for port $PORT"
     case "${1:-}" in
         start) emulator_start ;;
         stop) emulator_stop ;;
