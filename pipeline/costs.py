@@ -126,9 +126,9 @@ def write_statement_bytes(sizes: RowSizes, imported: int, stored: int, moved_day
 def run_end_bytes(sizes: RowSizes, stored: int, span_days: int = 1, runs: int = 10_000) -> dict[str, float]:
     """Bytes the end of a run processes after the write (``pipeline.run_history``): the completeness
     check reads ``timestamp``, ``key`` and ``import_run_id`` of the events table's days of the import
-    and ``CONTEXT_DAYS`` either side (partition-filtered); the run-history row is one INSERT whose
-    ``NOT EXISTS`` reads ``run_id`` and ``launch`` of the history table (``runs`` rows; the 10 MB
-    minimum per table applies to both)."""
+    and ``CONTEXT_DAYS`` either side (partition-filtered); the run-history row is looked up first (the
+    lookup reads ``run_id`` and ``launch`` of the history table's ``runs`` rows), then loaded (loads are
+    free); the 10 MB minimum per table applies to both reads."""
     from pipeline.run_history import CONTEXT_DAYS
 
     per_day = stored / DAYS_OF_HISTORY if stored else 0

@@ -8,10 +8,10 @@ the launcher waits for the job, then writes), ``finish``
    the events table) against the neighbouring days and what the events table already held;
 2. writes the HTML report (``pipeline.report_html``) when asked or beside ``--report_path``;
 3. writes the run record: with the BigQuery sink, one row appended to the runs table; with the file
-   sink, ``import_run.json`` in ``--output_dir``. Written once per launch of a run: the row is loaded
-   into a staging table and copied by ``INSERT … SELECT … WHERE NOT EXISTS (run_id, launch)``, both
-   jobs with deterministic ids (``transforms.bigquery.jobs.run_step``), so a retried write attaches to the
-   jobs already submitted and, whatever happened before, never adds a second row.
+   sink, ``import_run.json`` in ``--output_dir``. Written once per launch of a run: unless the table
+   has a row of (run_id, launch) already, one load job appends it, with a deterministic id
+   (``transforms.bigquery.jobs.run_step``), so a retried write finds the row or attaches to the load
+   already submitted and never adds a second row.
 
 Not to be confused with ``<events table>__runs`` (two underscores): the write path's claim/lock table,
 one row per launch with its state (``running``, ``merged``…), mutated inside every write transaction.
@@ -233,36 +233,32 @@ def _as_date(value) -> date:
 
 def write_row(target: BigQueryTarget, runs: TableRef, record: dict) -> bool:
     """Append ``record`` to ``runs`` unless the table has its (run_id, launch) already; True when this
-    call added it. Safe to repeat: both jobs have ids derived from the run, its launch and the step."""
+    call added it. Safe to repeat: a repeat finds the row, and a repeat that runs while the first is still
+    loading attaches to its load job (its id derives from the run, its launch and the step), so one
+    launch never adds two rows. One lookup and one load job, straight into the table: no staging table
+    to create, fill, read and drop."""
     from transforms.bigquery import tables as bq_tables
     run_id, launch = record["run_id"], record["launch"]
-    staging = runs.sibling(f"{runs.table}__stage_{launch}")
     bq = connect(target)
     try:
         bq_tables.ensure_dataset(bq, runs, target.location)
         bq_tables.ensure_table(bq, runs, RUN_HISTORY_SCHEMA, f"One row per import run into {target.events} "
                                f"(rlvt-bigquery-importer; docs/schema.md).", partitioned=True,
                                partition_field="started_at", cluster=("run_id",))
-        bq_tables.create_expiring(bq, staging, RUN_HISTORY_SCHEMA)
+        present = bq_tables.query(bq, f"SELECT COUNT(*) AS n FROM {runs.sql} WHERE run_id = @run AND launch = @launch",
+                                  {"run": run_id, "launch": launch})
+        if int(present[0]["n"]):
+            return False
         with tempfile.NamedTemporaryFile("wb", suffix=".ndjson", delete=False) as f:
             f.write(orjson.dumps(record) + b"\n")
         try:
-            bq_tables.load_files(bq, staging, [f.name], RUN_HISTORY_SCHEMA, "NEWLINE_DELIMITED_JSON",
-                                 step=(run_id, launch, "history_stage"))
+            bq_tables.load_files(bq, runs, [f.name], RUN_HISTORY_SCHEMA, "NEWLINE_DELIMITED_JSON",
+                                 step=(run_id, launch, "history_row"), append=True)
         finally:
             os.unlink(f.name)
-        result = bq_tables.run_script(
-            bq, f"INSERT INTO {runs.sql} SELECT * FROM {staging.sql} S WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {runs.sql} R WHERE R.run_id = @run AND R.launch = @launch);\n"
-                f"SELECT @@row_count AS added;",
-            {"run": run_id, "launch": launch}, step=(run_id, launch, "history_insert"))
-        try:
-            bq_tables.drop_table(bq, staging)
-        except Exception as err:  # it expires within a day on its own
-            log.debug("could not drop %s: %s", staging, err)
     finally:
         bq.close()
-    return bool(result and int(result[0].get("added") or 0))
+    return True
 
 
 def dead_letter_examples(report: dict, checked, run_id: str, limit: int = 50) -> dict[str, str]:

@@ -93,9 +93,9 @@ def render() -> str:
         "file or subscription, local or Dataflow (the launcher writes it once the job has finished), for "
         "analysts to see which runs fed which rows (`import_run_id`) and whether the history is complete. "
         "Unlike `<table>__runs` above, the write path's claim table whose rows change while a run writes, a "
-        "row here is written once, at the end, and never changed: it is loaded into a staging table and "
-        "copied with `INSERT … WHERE NOT EXISTS` on (`run_id`, `launch`), both jobs with ids derived from the "
-        "run, so a retried write adds nothing. Partitioned by DAY on `started_at`, clustered on `run_id`. "
+        "row here is written once, at the end, and never changed: unless the table has a row of its (`run_id`, "
+        "`launch`) already, it is appended by one load job whose id derives from the run and its launch, so a "
+        "retried write adds nothing. Partitioned by DAY on `started_at`, clustered on `run_id`. "
         "The file sink writes the same record as `import_run.json` in `--output_dir`. Runs that stop before "
         "their report (bad options, BigQuery unreachable, Ctrl-C during a file import) and Flex Template "
         "launches (the launcher only writes the job graph) have no row.",

@@ -190,10 +190,10 @@ def create_expiring(bq: BigQuerySession, ref: TableRef, schema_json: list[dict])
 
 
 def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json: list[dict], source_format: str,
-               *, step: tuple[str, str, str]) -> int:
+               *, step: tuple[str, str, str], append: bool = False) -> int:
     """One load job of all ``paths`` (local or gs://) into the staging table ``ref`` (replacing its
-    rows); returns the rows loaded. ``step`` = (run id, launch, step name) names the job
-    (``bq_jobs.run_step``), so a retried step attaches to the load already submitted.
+    rows; ``append``: adding to them); returns the rows loaded. ``step`` = (run id, launch, step name)
+    names the job (``bq_jobs.run_step``), so a retried step attaches to the load already submitted.
 
     Local files, and gs:// files when BigQuery is the local emulator (which reads gs:// URIs from its
     own data folder, not from a GCS stand-in), are uploaded; real BigQuery reads gs:// itself."""
@@ -202,7 +202,7 @@ def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json
     config = bigquery.LoadJobConfig(
         schema=schema_fields(schema_json),
         source_format=source_format,
-        write_disposition="WRITE_TRUNCATE",
+        write_disposition="WRITE_APPEND" if append else "WRITE_TRUNCATE",
         create_disposition="CREATE_IF_NEEDED",
     )
     if source_format == bigquery.SourceFormat.PARQUET:
