@@ -9,6 +9,8 @@
 #   BQ_EMULATOR_PROJECT=local-project
 #   BQ_EMULATOR_DATA_DIR=<repo>/.emulators/bigquery-data   (kept across restarts)
 #   BQ_EMULATOR_START_TIMEOUT=30     seconds to wait for HTTP to answer
+#   BQ_EMULATOR_THREADS=             DuckDB threads of the emulator (unset: DuckDB's default, one per core;
+#                                    the tests set 1: see scripts/lib/local-bigquery-threads.py)
 # Files: PID in <repo>/.emulators/bigquery-$PORT.pid, log in <repo>/.emulators/bigquery-$PORT.log
 # (one pair per port, so several instances can run side by side; EMULATOR_RUN_DIR=DIR puts them in DIR).
 # `start` runs scripts/setup_bigquery_emulator.sh first (instant once installed), is a no-op
@@ -44,8 +46,12 @@ prepare() {
     "$ROOT/scripts/setup_bigquery_emulator.sh"
     mkdir -p "$DATA_DIR"
     echo "=== $(date -Is) start port=$PORT grpc=$GRPC_PORT project=$PROJECT data=$DATA_DIR" >> "$LOG"
-    SERVER=("$STATE/bigquery-venv/bin/local-bigquery" serve --host 127.0.0.1 --port "$PORT"
-            --grpc-port "$GRPC_PORT" --project "$PROJECT" --data-dir "$DATA_DIR")
+    SERVER=("$STATE/bigquery-venv/bin/local-bigquery")
+    if [[ -n "${BQ_EMULATOR_THREADS:-}" ]]; then
+        [[ "$BQ_EMULATOR_THREADS" =~ ^[1-9][0-9]*$ ]] || die "BQ_EMULATOR_THREADS must be a whole number ≥ 1, not '$BQ_EMULATOR_THREADS'"
+        SERVER=("$STATE/bigquery-venv/bin/python" "$ROOT/scripts/lib/local-bigquery-threads.py" "$BQ_EMULATOR_THREADS")
+    fi
+    SERVER+=(serve --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --project "$PROJECT" --data-dir "$DATA_DIR")
 }
 
 emulator_main "$@"

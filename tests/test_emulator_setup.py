@@ -102,3 +102,23 @@ def test_the_health_check_restarts_a_dead_emulator_on_its_data(own_emulator):
     assert own_emulator.problem() is None and len(own_emulator.restarts) == 1
     names = [d.dataset_id for d in own_emulator.client().list_datasets()]
     assert "kept_across_restarts" in names, "the same data folder"
+
+
+def test_the_tests_emulators_run_duckdb_on_the_threads_they_are_given(bigquery_emulator):
+    """``BQ_EMULATOR_THREADS`` (tests/services.py sets 1) reaches the emulator's DuckDB: it answers the
+    setting back through the BigQuery API (DuckDB's own default is one thread per core)."""
+    rows = list(bigquery_emulator.client().query_and_wait("SELECT current_setting('threads') AS threads"))
+    assert bigquery_emulator.env["BQ_EMULATOR_THREADS"] == "1"
+    assert [r["threads"] for r in rows] == [1]
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_thread_count_that_is_not_a_whole_number_is_refused_before_starting(value, tmp_path):
+    port = free_port()
+    env = {**os.environ, "BQ_EMULATOR_THREADS": value, "BQ_EMULATOR_PORT": str(port),
+           "BQ_EMULATOR_GRPC_PORT": str(free_port()), "BQ_EMULATOR_DATA_DIR": str(tmp_path / "data"),
+           "EMULATOR_RUN_DIR": str(tmp_path / "run")}
+    result = subprocess.run([str(ROOT / "scripts" / "bigquery_emulator.sh"), "start"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"BQ_EMULATOR_THREADS must be a whole number ≥ 1, not '{value}'" in result.stderr
