@@ -154,6 +154,8 @@ local_import_args() {
     start_bigquery
     echo "no Google credentials and no --bigquery_endpoint: using the local BigQuery emulator at $LOCAL_BQ" >&2
     extra+=(--bigquery_endpoint "$LOCAL_BQ")
+    # the emulator run.sh started runs on this machine: it reads the staged files in place
+    if [ "$FLAGS_OF" != merge_landed ] && ! has_flag emulator_load "$@"; then extra+=(--emulator_load local_files); fi
   fi
   IMPORT_ARGS=("$@" "${extra[@]}")
 }
@@ -169,7 +171,7 @@ case "$cmd" in
     set +e
     rm -f "$ROOT/out/example_report.html"
     py -m pipeline --input "$ROOT/examples/*.ndjson.gz" --datasource_id 61a095fdd8d2e20011544831 \
-      --output_table "$DEFAULT_TABLE" --bigquery_endpoint "$LOCAL_BQ" --report_html "$ROOT/out/example_report.html" "$@"
+      --output_table "$DEFAULT_TABLE" --bigquery_endpoint "$LOCAL_BQ" --emulator_load local_files --report_html "$ROOT/out/example_report.html" "$@"
     code=$?
     set -e
     echo

@@ -164,7 +164,9 @@ class Emulator:
 
 
 EMULATOR_MARKS = {  # the emulator's log lines, timestamped as they appear (0.2 s resolution)
-    "load_start": r"POST /upload/bigquery/v2/projects/[^/]+/jobs\?uploadType=resumable",
+    # the rows' load: its upload, or (--emulator_load=local_files) the run's first jobs.insert
+    "load_start": (r"POST /upload/bigquery/v2/projects/[^/]+/jobs\?uploadType=resumable"
+                   r"|POST /bigquery/v2/projects/[^/]+/jobs\?"),
     "staging_dropped": r"DELETE /bigquery/v2/projects/[^ ]+__staging_",
 }
 
@@ -174,7 +176,8 @@ def run_bigquery(source: Path, tag: str, emulator: Emulator) -> Run:
     table = f"local-project.bench.events_{tag.replace('-', '_')}_{int(time.time())}"
     run = measure("pipeline → BigQuery", [
         PYTHON, "-m", "pipeline", "--input", str(source), "--output_table", table,
-        "--bigquery_endpoint", f"http://127.0.0.1:{emulator.port}", "--report_path", str(report),
+        "--bigquery_endpoint", f"http://127.0.0.1:{emulator.port}", "--emulator_load", "local_files",
+        "--report_path", str(report),
     ], tag, watch_pid=emulator.pid, watch_log=emulator.log, log_marks=EMULATOR_MARKS)
     if report.exists():
         run.info = orjson.loads(report.read_bytes())

@@ -89,6 +89,11 @@ HELP: dict[str, dict[str, str]] = {
             "BigQuery location of the dataset when it has to be created (e.g. EU, US).",
         "--bigquery_retry_seconds":
             "How long each BigQuery call is retried on transient errors before the run fails (default 60).",
+        "--emulator_load":
+            "With --bigquery_endpoint: how the staged files reach the emulator. upload (default): combined "
+            "into one file and uploaded, which works with any emulator; local_files: the emulator reads them "
+            "in place by their file:// paths, one copy of the rows less (an emulator on this machine, as "
+            "./run.sh starts it; if it cannot see them, the load falls back to an upload, with a warning).",
         "--runs_table":
             "BigQuery sink: the run history, one row appended per run (default: OUTPUT_TABLE_runs; not "
             "OUTPUT_TABLE__runs, the write path's claim table).",
@@ -226,6 +231,7 @@ class ImportOptions(PipelineOptions):
         add("--bigquery_endpoint", default=None, metavar="URL")
         add("--bigquery_location", default=None)
         add("--bigquery_retry_seconds", type=float, default=60.0)
+        add("--emulator_load", default="upload", choices=("upload", "local_files"))
         add("--report_path", default=None)
         add("--report_html", default=None, metavar="FILE")
         add("--runs_table", default=None, metavar="PROJECT.DATASET.TABLE")
@@ -314,7 +320,8 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
     target = None
     if o.output_table:
         target = BigQueryTarget.for_events(o.output_table, o.dead_letter_table, o.conflicts_table,
-                                           o.bigquery_endpoint, o.bigquery_location, o.bigquery_retry_seconds)
+                                           o.bigquery_endpoint, o.bigquery_location, o.bigquery_retry_seconds,
+                                           o.emulator_load)
         if len({target.events, target.dead_letters, target.conflicts}) < 3:
             raise ValueError("--output_table, --dead_letter_table and --conflicts_table must be three different tables")
     elif o.dead_letter_table or o.conflicts_table or o.bigquery_endpoint or o.runs_table:
@@ -325,6 +332,9 @@ def check_options(opts: ImportOptions, started_micros: int) -> CheckedOptions:
                                    or runs_table.table.endswith("__runs")):
         raise ValueError(f"--runs_table {runs_table} must be a table of its own (not the events, dead-letter or "
                          f"conflicts table, nor a claim table ending in __runs)")
+    if o.emulator_load != "upload" and not o.bigquery_endpoint:
+        raise ValueError(f"--emulator_load={o.emulator_load} is about an emulator: give it with --bigquery_endpoint "
+                         f"(real BigQuery reads gs:// files itself, and uploads local ones)")
     if o.bigquery_endpoint and not re.fullmatch(r"https?://[^\s/]+(/.*)?", o.bigquery_endpoint):
         raise ValueError(f"--bigquery_endpoint={o.bigquery_endpoint!r} must be an http(s) URL")
     if o.missing_timestamp == "fill" and not o.default_timestamp:

@@ -76,6 +76,7 @@ SHAPES: dict[str, tuple[str, str | None]] = {
     "bigquery_endpoint": ("BigQuery API endpoint (emulators only)", "http_url"),
     "bigquery_location": ("BigQuery location for new datasets", "location"),
     "bigquery_retry_seconds": ("Seconds to retry each BigQuery call", "number"),
+    "emulator_load": ("How staged files reach a BigQuery emulator (emulators only)", "choices"),
     "report_path": ("Run report file", "gcs_file"),
     "report_html": ("HTML run report file", "gcs_file"),
     "runs_table": ("Run history table", "table"),

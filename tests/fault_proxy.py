@@ -53,7 +53,9 @@ class Fault:
       without forwarding it (a timeout as the client sees it);
     - ``gate``: set ``reached``, wait until the test calls ``release()`` (at most the proxy's
       ``max_hold_seconds``), then forward the request (``forward_first``: forward it first, hold the
-      answer until released, then send it)."""
+      answer until released, then send it);
+    - ``rewrite``: forward the request with its body replaced by ``rewrite(body)`` (what an upstream
+      that sees the request differently would get, e.g. an emulator on another machine)."""
 
     match: Callable[[Request], bool]
     action: str
@@ -62,6 +64,7 @@ class Fault:
     times: int | None = 1
     hold_seconds: float = 0.0
     forward_first: bool = False
+    rewrite: Callable[[bytes], bytes] | None = None
     seen: int = 0
     acted: int = 0
     arrived: int = 0  # requests waiting at (or past) the gate
@@ -95,6 +98,11 @@ def is_events_load(r: Request) -> bool:
 def is_upload_data(r: Request) -> bool:
     """The request that carries a resumable upload's bytes (and whose answer is the load job)."""
     return r.method == "PUT" and "upload_id=" in r.path
+
+
+def is_load_in_place(r: Request) -> bool:
+    """The jobs.insert of a load job that names local files (``--emulator_load=local_files``)."""
+    return r.method == "POST" and r.path.split("?")[0].endswith("/jobs") and '"file://' in r.text
 
 
 def is_merge(r: Request) -> bool:
@@ -260,6 +268,8 @@ class FaultProxy:
                     proxy._closing.wait(min(fault.hold_seconds, proxy.max_hold_seconds))
                     self._drop()
                     return
+                if action == "rewrite":
+                    request.body = fault.rewrite(request.body)
                 if action == "gate" and not fault.forward_first:
                     with proxy._lock:
                         fault.arrived += 1

@@ -210,6 +210,8 @@ IMPOSSIBLE = [
     (["--input", "x.ndjson", "--dry_run", "--missing_timestamp=fill"], "needs --default_timestamp"),
     (["--input", "x.ndjson", "--dry_run", "--datasource_id=abc"], "24 lower-case hex"),
     (["--input", "x.ndjson", "--dry_run", "--buckets=0"], "--buckets must be at least 1"),
+    (["--input", "x.ndjson", "--output_table", "p-roject.d.t", "--emulator_load=local_files"],
+     "--emulator_load=local_files is about an emulator: give it with --bigquery_endpoint"),
 ]
 
 

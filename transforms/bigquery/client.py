@@ -23,7 +23,7 @@ class TargetError(RuntimeError):
 def connect(target: BigQueryTarget) -> BigQuerySession:
     """A session on ``target``'s BigQuery (real, or the emulator at its endpoint)."""
     return BigQuerySession(make_client(target.events.project, target.endpoint, target.location), target.retry_seconds,
-                           emulated=target.endpoint is not None)
+                           emulated=target.endpoint is not None, local_files=target.emulator_load == "local_files")
 
 
 def make_client(project: str, endpoint: str | None, location: str | None = None):
@@ -47,6 +47,7 @@ class BigQuerySession:
     client: object
     retry_seconds: float = CALL_DEADLINE_SECONDS
     emulated: bool = False  # an --bigquery_endpoint (the local emulator): it cannot read gs:// URIs of a GCS stand-in
+    local_files: bool = False  # --emulator_load=local_files: the emulator reads local staged files in place
 
     def retry(self):
         from google.cloud import bigquery

@@ -129,11 +129,12 @@ class BigQueryTarget:
     endpoint: str | None = None  # None: real BigQuery with Application Default Credentials
     location: str | None = None
     retry_seconds: float = CALL_DEADLINE_SECONDS
+    emulator_load: str = "upload"  # with an endpoint: "upload", or "local_files" (the emulator reads them in place)
 
     @classmethod
     def for_events(cls, output_table: str, dead_letter_table: str | None = None, conflicts_table: str | None = None,
                    endpoint: str | None = None, location: str | None = None,
-                   retry_seconds: float = CALL_DEADLINE_SECONDS) -> BigQueryTarget:
+                   retry_seconds: float = CALL_DEADLINE_SECONDS, emulator_load: str = "upload") -> BigQueryTarget:
         """The tables of one events table, from flag values: dead letters and conflicts default to
         ``OUTPUT_TABLE_dead_letters`` and ``OUTPUT_TABLE_conflicts``. Bad names raise ValueError."""
         events = TableRef.parse(output_table)
@@ -142,7 +143,7 @@ class BigQueryTarget:
             return TableRef.parse(given) if given else events.sibling(events.table + suffix)
 
         return cls(events, table(dead_letter_table, "_dead_letters"), table(conflicts_table, "_conflicts"),
-                   endpoint.rstrip("/") if endpoint else None, location, retry_seconds)
+                   endpoint.rstrip("/") if endpoint else None, location, retry_seconds, emulator_load)
 
     @property
     def where(self) -> str:
