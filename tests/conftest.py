@@ -48,10 +48,10 @@ GUESS_SECONDS = {  # the mean of each file's tests in a full run on 3 workers (2
     "tests/test_faults.py": 10.0, "tests/test_gcs_import.py": 9.5, "tests/test_pubsub_progress.py": 9.5,
     "tests/test_interrupts.py": 8.5, "tests/test_write_retries.py": 7.5, "tests/test_emulator_setup.py": 7.0,
     "tests/test_pubsub_payloads.py": 7.0, "tests/test_run_history.py": 5.0, "tests/test_fuzz.py": 4.0,
-    "tests/test_bigquery.py": 3.0, "tests/test_emulator_load.py": 5.0, "tests/test_disk_full.py": 3.0, "tests/test_landing_merge.py": 2.5,
+    "tests/test_bigquery.py": 3.0, "tests/test_disk_full.py": 3.0, "tests/test_landing_merge.py": 2.5,
     "tests/test_replay_lineage.py": 2.5, "tests/test_replay.py": 1.5, "tests/test_workfiles.py": 1.5,
-    "tests/test_worker_image.py": 1.5, "tests/test_bigquery_values.py": 1.5, "tests/test_query.py": 1.0,
-    "tests/test_stages_beam.py": 1.0, "tests/test_packaging.py": 1.0,
+    "tests/test_emulator_load.py": 5.0, "tests/test_worker_image.py": 1.5, "tests/test_bigquery_values.py": 1.5,
+    "tests/test_query.py": 1.0, "tests/test_stages_beam.py": 1.0, "tests/test_packaging.py": 1.0,
     # single tests far above their file's mean
     "tests/test_packaging.py::test_the_package_installs_clean_and_imports_outside_the_repository": 12.0,
     "tests/test_worker_image.py::test_the_package_installs_as_in_the_image_with_no_index_reachable": 10.0,
