@@ -15,8 +15,7 @@ from decimal import Decimal
 import orjson
 
 from pipeline.cli import StrictParser
-from transforms.bigquery.client import BigQuerySession, make_client
-from transforms.bigquery.tables import query
+from transforms.bigquery.client import BigQuerySession, make_client, query
 
 
 def _json_value(value: object) -> object:

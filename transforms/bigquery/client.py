@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 
 from transforms.core.settings import CALL_DEADLINE_SECONDS, BigQueryTarget
 
@@ -60,3 +61,25 @@ class BigQuerySession:
 
     def close(self) -> None:
         self.client.close()
+
+
+def query_config(params: dict | None):
+    from google.cloud import bigquery
+
+    kinds = {int: "INT64", str: "STRING", datetime: "TIMESTAMP", float: "FLOAT64", bool: "BOOL"}
+    return bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
+    ])
+
+
+def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dict]:
+    """Run SQL with named parameters (values never go into the SQL text), through ``jobs.query``: one call
+    that answers with the rows when the query is short (a job, its creation and two polls otherwise;
+    on the emulator a lookup took 0.038 s instead of 0.064 s). Its ``requestId`` makes a retried call
+    idempotent (https://cloud.google.com/bigquery/docs/reference/rest/v2/jobs/query, ``requestId``).
+    Here, not in ``tables``, so that ``./run.sh query`` starts without importing Beam (0.9 s of its 1.4 s)."""
+    rows = bq.client.query_and_wait(sql, job_config=query_config(params), retry=bq.retry(), job_retry=None,
+                                    api_timeout=bq.timeout, wait_timeout=JOB_TIMEOUT_SECONDS)
+    # job_retry=None: any other value wraps the call in a private 10-minute retry (client 3.47);
+    # api_timeout: without one, a call that gets no answer waits forever, whatever the retry deadline
+    return [dict(row.items()) for row in rows]

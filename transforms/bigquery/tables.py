@@ -19,7 +19,13 @@ from apache_beam.io.filesystems import FileSystems
 
 import transforms.core.gcs  # noqa: F401  (staged files on a GCS stand-in: STORAGE_EMULATOR_HOST)
 from schemas.bigquery import CLUSTER_COLUMNS, PARTITION_COLUMN
-from transforms.bigquery.client import JOB_TIMEOUT_SECONDS, BigQuerySession, TargetError
+from transforms.bigquery.client import (
+    JOB_TIMEOUT_SECONDS,
+    BigQuerySession,
+    TargetError,
+    query,  # noqa: F401  (its home before: callers import it from here too)
+    query_config,
+)
 from transforms.core.settings import TableRef
 
 log = logging.getLogger(__name__)
@@ -274,26 +280,6 @@ def run_script(bq: BigQuerySession, sql: str, params: dict, *, step: tuple[str, 
 
     job = bq_jobs.run_step(bq, *step, submit)
     return [dict(row.items()) for row in job.result(retry=bq.retry(), job_retry=None)]
-
-
-def query_config(params: dict | None):
-    bigquery = _bigquery()
-    kinds = {int: "INT64", str: "STRING", datetime: "TIMESTAMP", float: "FLOAT64", bool: "BOOL"}
-    return bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in (params or {}).items()
-    ])
-
-
-def query(bq: BigQuerySession, sql: str, params: dict | None = None) -> list[dict]:
-    """Run SQL with named parameters (values never go into the SQL text), through ``jobs.query``: one call
-    that answers with the rows when the query is short (a job, its creation and two polls otherwise;
-    on the emulator a lookup took 0.038 s instead of 0.064 s). Its ``requestId`` makes a retried call
-    idempotent (https://cloud.google.com/bigquery/docs/reference/rest/v2/jobs/query, ``requestId``)."""
-    rows = bq.client.query_and_wait(sql, job_config=query_config(params), retry=bq.retry(), job_retry=None,
-                                    api_timeout=bq.timeout, wait_timeout=JOB_TIMEOUT_SECONDS)
-    # job_retry=None: any other value wraps the call in a private 10-minute retry (client 3.47);
-    # api_timeout: without one, a call that gets no answer waits forever, whatever the retry deadline
-    return [dict(row.items()) for row in rows]
 
 
 def drop_table(bq: BigQuerySession, ref: TableRef) -> None:
