@@ -199,6 +199,16 @@ def replay_own_flags() -> dict[str, bool | str]:
 COMMANDS = ("import", "replay", "query", "publish", "merge_landed")
 
 
+def run_command(main, what: str) -> int:  # noqa: ANN001
+    """``main()`` of a small command (query, publish, merge-landed), with Ctrl-C as one line and exit 130
+    instead of a traceback; ``what`` says what may still be under way (e.g. a query BigQuery runs on)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"interrupted (Ctrl-C): {what}", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[0] != "check" or argv[1] not in COMMANDS:

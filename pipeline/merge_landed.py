@@ -16,7 +16,7 @@ import secrets
 import sys
 from datetime import UTC, datetime
 
-from pipeline.cli import StrictParser
+from pipeline.cli import StrictParser, run_command
 from pipeline.failures import is_target_failure
 from transforms.bigquery.client import connect
 
@@ -88,4 +88,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "a MERGE already sent commits whole or not at all; run the command "
+                               "again to merge what is left"))

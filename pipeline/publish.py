@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import StrictParser
+from pipeline.cli import StrictParser, run_command
 from transforms.core.records import ImportContext, LineBatch
 from transforms.core.settings import ReadLimits
 from transforms.sources.files import expand_patterns, plan_reads
@@ -67,4 +67,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "the messages published before it stay on the topic (publishing again "
+                               "sends them again; the import keeps one row per eventId)"))

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import orjson
 
-from pipeline.cli import StrictParser
+from pipeline.cli import StrictParser, run_command
 from transforms.bigquery.client import BigQuerySession, make_client, query
 
 
@@ -71,4 +71,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "the query was not waited for (one already sent may still run on "
+                               "BigQuery)"))

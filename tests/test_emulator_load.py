@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.launcher import run
 from tests.factory import DATASOURCE, envelope, line, write_ndjson
-from tests.fault_proxy import Fault, FaultProxy, is_load_in_place
+from tests.fault_proxy import Fault, FaultProxy, Request, is_load_in_place, is_load_upload
 from transforms.bigquery.tables import query
 from transforms.core.settings import TableRef
 
@@ -83,8 +83,8 @@ def test_an_emulator_that_cannot_see_the_files_gets_them_by_upload(bigquery_emul
 
 
 def is_load_upload_seen(entry) -> bool:
-    method, path = entry[0], entry[1]
-    return method == "POST" and "/upload/bigquery/v2/" in path and "/jobs" in path
+    """A ``proxy.log`` entry (method, path, …) that started an upload load job."""
+    return is_load_upload(Request(entry[0], entry[1], b""))
 
 
 def test_a_load_error_other_than_unseen_files_is_not_hidden_by_an_upload(bigquery_emulator, dataset, export):

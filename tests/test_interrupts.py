@@ -151,3 +151,55 @@ def test_interrupt_of_a_file_import_that_wrote_nothing_leaves_its_output_folder_
     assert process.returncode == 130, err
     assert f"nothing was written to {out}; temporary files removed" in err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A port that accepts connections and never answers: a command waiting on it waits until stopped."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    reached = threading.Event()
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            reached.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], reached
+    server.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.mark.parametrize("command, args, what", [
+    ("pipeline.query", ["--bigquery_endpoint", "http://127.0.0.1:{port}", "SELECT 1"], "the query was not waited for"),
+    ("pipeline.merge_landed", ["--output_table", "local-project.d.events", "--bigquery_endpoint",
+                               "http://127.0.0.1:{port}"], "a MERGE already sent commits whole or not at all"),
+    ("pipeline.publish", ["examples/*.ndjson.gz", "--topic", "projects/p/topics/t"],
+     "the messages published before it stay on the topic"),
+])
+def test_ctrl_c_in_a_small_command_is_one_line_and_exit_130(command, args, what, silent_endpoint):
+    port, reached = silent_endpoint
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"}
+    process = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", command, *(a.format(port=port) for a in args)],
+                               cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert reached.wait(60), "the command never called its endpoint"
+        time.sleep(0.3)  # waiting on the answer
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(f"interrupted (Ctrl-C): {what}"), err

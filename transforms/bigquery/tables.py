@@ -260,7 +260,8 @@ def _load_in_place(bq: BigQuerySession, ref: TableRef, paths: list[str], config,
     try:
         return bq_jobs.run_step(bq, *step, submit)
     except BadRequest as err:
-        unseen = "no files found" in str(err).lower() and any(str(Path(p).resolve()) in str(err) for p in paths)
+        # the message names the path it looked for: a part's, or past MAX_SOURCE_URIS their folder's wildcard
+        unseen = "no files found" in str(err).lower() and any(str(Path(p).resolve().parent) in str(err) for p in paths)
         if not unseen:
             raise
         log.warning("the BigQuery emulator cannot read this machine's files (%s): loading by upload instead; "
