@@ -22,6 +22,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -189,19 +190,39 @@ def html_path(checked) -> str | None:
 
 def table_day_counts(target: BigQueryTarget, run_id: str, first: date, last: date) -> dict[tuple[date, str], tuple]:
     """``{(day, key): (rows, of which written by run_id)}`` of the events table, for the span and
-    ``CONTEXT_DAYS`` either side (a partition-filtered read of ``timestamp``, ``key``, ``import_run_id``)."""
+    ``CONTEXT_DAYS`` either side (a partition-filtered read of ``timestamp``, ``key``, ``import_run_id``).
+
+    The bounds and the run id are written into the query as literals, and the day as a whole number
+    (``_DAY_NUMBER``): the same bytes read and the same partitions pruned on BigQuery, where the local
+    emulator evaluates a query parameter and ``DATE()`` again for every row (at 1M rows: 0.55 s with
+    parameters and ``DATE()``, 0.14 s without). The run id is one of ours (``RUN_ID_PATTERN``: letters,
+    digits, ``-`` and ``_``), so it needs no escaping; anything else is refused."""
+    from pipeline.options import RUN_ID_PATTERN
     from transforms.bigquery import tables as bq_tables
+    if not re.fullmatch(RUN_ID_PATTERN, run_id):
+        raise ValueError(f"not a run id: {run_id!r}")
     lo = datetime.combine(first - timedelta(days=CONTEXT_DAYS), datetime.min.time(), UTC)
     hi = datetime.combine(last + timedelta(days=CONTEXT_DAYS + 1), datetime.min.time(), UTC)
     bq = connect(target)
     try:
         rows = bq_tables.query(
-            bq, f"SELECT DATE(timestamp) AS day, key, COUNT(*) AS n, COUNTIF(import_run_id = @run) AS ours "
-                f"FROM {target.events.sql} WHERE timestamp >= @lo AND timestamp < @hi GROUP BY day, key",
-            {"run": run_id, "lo": lo, "hi": hi})
+            bq, f"SELECT {_DAY_NUMBER} AS day, key, COUNT(*) AS n, COUNTIF(import_run_id = '{run_id}') AS ours "
+                f"FROM {target.events.sql} WHERE timestamp >= {_timestamp_literal(lo)} "
+                f"AND timestamp < {_timestamp_literal(hi)} GROUP BY day, key")
     finally:
         bq.close()
-    return {(_as_date(r["day"]), r["key"]): (int(r["n"]), int(r["ours"])) for r in rows}
+    return {(_EPOCH + timedelta(days=int(r["day"])), r["key"]): (int(r["n"]), int(r["ours"])) for r in rows}
+
+
+_EPOCH = date(1970, 1, 1)
+_DAY_NUMBER = "FLOOR(UNIX_SECONDS(timestamp) / 86400)"
+"""The UTC day of ``timestamp`` as days since 1970-01-01, before it too (``DIV`` rounds toward zero, a day
+needs the floor). Exact: the quotient of seconds below 2^38 by 86,400, correctly rounded to a double,
+never reaches the next whole number."""
+
+
+def _timestamp_literal(t: datetime) -> str:
+    return f"TIMESTAMP '{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}+00'"
 
 
 def run_day_counts(target: BigQueryTarget, landing: TableRef, run_id: str,

@@ -133,6 +133,31 @@ def test_a_retried_history_write_adds_the_row_once(bigquery_emulator, dataset, t
 
 
 @pytest.mark.emulator
+def test_the_day_counts_put_each_row_on_its_utc_day_on_either_side_of_1970(bigquery_emulator, dataset):
+    """The completeness check's read of the events table: rows per UTC day and key, and how many this run
+    wrote, within the span ± CONTEXT_DAYS; the day is computed in SQL, so its edges are checked here."""
+    table = TableRef.parse(f"local-project.{dataset}.events")
+    session = bigquery_emulator.session()
+    session.client.create_dataset(dataset, exists_ok=True)
+    query(session, f"CREATE TABLE {table.sql} (timestamp TIMESTAMP, key STRING, import_run_id STRING)")
+    rows = [("1969-12-31 00:00:00", "k1", "run-1"), ("1969-12-31 23:59:59.999999", "k1", "other"),
+            ("1970-01-01 00:00:00", "k1", "run-1"), ("1970-01-01 23:59:59", "k2", "run-1"),
+            ("1970-01-02 00:00:00", "k2", "other"),
+            ("1969-11-01 00:00:00", "k1", "run-1"),  # before the span's 28 days
+            ("1970-03-01 00:00:00", "k1", "run-1")]  # after them
+    values = ", ".join(f"(TIMESTAMP '{t}+00', '{k}', '{r}')" for t, k, r in rows)
+    query(session, f"INSERT INTO {table.sql} (timestamp, key, import_run_id) VALUES {values}")
+    target = run_history.BigQueryTarget.for_events(str(table), endpoint=bigquery_emulator.endpoint)
+
+    counts = run_history.table_day_counts(target, "run-1", date(1969, 12, 31), date(1970, 1, 1))
+
+    assert counts == {(date(1969, 12, 31), "k1"): (2, 1), (date(1970, 1, 1), "k1"): (1, 1),
+                      (date(1970, 1, 1), "k2"): (1, 1), (date(1970, 1, 2), "k2"): (1, 0)}
+    with pytest.raises(ValueError, match="not a run id"):
+        run_history.table_day_counts(target, "run-1' OR TRUE OR '", date(1970, 1, 1), date(1970, 1, 1))
+
+
+@pytest.mark.emulator
 def test_a_pubsub_run_has_its_row_from_the_rows_it_wrote(pubsub_emulator, bigquery_emulator, dataset):
     topic, subscription = pubsub_emulator.topic_and_subscription("history")
     table = f"local-project.{dataset}.stream"
