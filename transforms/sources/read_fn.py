@@ -1,5 +1,6 @@
 """The file path's Beam read: read tasks → batches of lines or records, with the counts and dead
-letters of what could not be read (``read_files``; the readers are ``transforms.sources.read``)."""
+letters of what could not be read (``read_files``; the readers are ``transforms.sources.read``). The
+dead letters go on with the batches (``DeadLetterBatch``), to leave the process stage with its own."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from transforms.core.coders import Batch  # also registers the batch coders
-from transforms.core.records import ImportContext, LineBatch
+from transforms.core.records import DeadLetterBatch, ImportContext, LineBatch, dead_letter_counts
 from transforms.core.settings import ReadLimits
-from transforms.core.tagged import COUNTS, DEAD_LETTERS, TimedDoFn, dead_letter_outputs
+from transforms.core.tagged import COUNTS, TimedDoFn
 from transforms.sources import read
 from transforms.sources.files import ReadTask
 from transforms.sources.read_types import Count, FileError
 
 
 class ReadSourceFn(TimedDoFn):
-    """ReadTask → LineBatch / RecordBatch; over-long lines and broken files accounted for."""
+    """ReadTask → LineBatch / RecordBatch, and DeadLetterBatch for what could not be read (over-long
+    lines, broken records; counted here); broken files accounted for."""
 
     STAGE = "read"
 
@@ -37,7 +39,9 @@ class ReadSourceFn(TimedDoFn):
             elif isinstance(item, FileError):
                 yield TaggedOutput(COUNTS, ((item.uri, "file_error:" + item.message), 1))
             elif isinstance(item, dict):
-                yield from dead_letter_outputs([item])
+                yield DeadLetterBatch(task.uri, [item])
+                for key, n in dead_letter_counts([item]).items():
+                    yield TaggedOutput(COUNTS, (key, n))
             else:
                 self._timed(started, len(item.lines) if isinstance(item, LineBatch) else len(item))
                 yield item
@@ -45,8 +49,7 @@ class ReadSourceFn(TimedDoFn):
 
 
 class ReadOutputs(NamedTuple):
-    batches: beam.PCollection  # LineBatch / RecordBatch
-    dead_letters: beam.PCollection  # lists of dead letters
+    batches: beam.PCollection  # LineBatch / RecordBatch / DeadLetterBatch
     counts: beam.PCollection  # ((source_uri, metric), n)
 
 
@@ -58,5 +61,5 @@ def read_files(tasks: beam.PCollection, ctx: ImportContext, limits: ReadLimits) 
     # the main output's type selects the coder of transforms.core.coders (cheap size estimates)
     raw = tasks | "Read" >> beam.ParDo(
         ReadSourceFn(ctx, limits), beam.pvalue.AsDict(line_counts)
-    ).with_output_types(Batch).with_outputs(DEAD_LETTERS, COUNTS, main="batches")
-    return ReadOutputs(raw.batches, raw.dead_letters, raw.counts)
+    ).with_output_types(Batch).with_outputs(COUNTS, main="batches")
+    return ReadOutputs(raw.batches, raw.counts)

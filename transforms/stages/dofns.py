@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.core.records import ImportContext, prepare_worker_gc
+from transforms.core.records import DeadLetterBatch, ImportContext, prepare_worker_gc
 from transforms.core.settings import RowPolicy, TimestampPolicy
 from transforms.core.tagged import COUNTS, DEAD_LETTERS
 from transforms.stages.batch import STAGES, process_batch
@@ -20,8 +20,8 @@ from transforms.stages.row_policy import row_key
 class ProcessBatchFn(beam.DoFn):
     """LineBatch / RecordBatch → Arrow table of typed, normalized rows: ``process_batch`` (parse →
     validate → normalize → the row policy), the same function the Pub/Sub path calls. Its dead letters
-    and counts go to tagged outputs; the milliseconds of each stage to a distribution named after it
-    (the report's ``stage_seconds``)."""
+    (and the read's, which come as ``DeadLetterBatch``) and counts go to tagged outputs; the
+    milliseconds of each stage to a distribution named after it (the report's ``stage_seconds``)."""
 
     def __init__(self, ctx: ImportContext, policy: TimestampPolicy, row_policy: RowPolicy) -> None:
         self.ctx, self.policy, self.row_policy = ctx, policy, row_policy
@@ -33,11 +33,14 @@ class ProcessBatchFn(beam.DoFn):
         self.key = row_key(self.row_policy)
 
     def process(self, batch) -> Iterator:
+        if isinstance(batch, DeadLetterBatch):  # the read's own, counted by the read: out with ours
+            yield TaggedOutput(DEAD_LETTERS, batch.dead_letters)
+            return
         result = process_batch(batch, self.ctx, self.policy, self.row_policy, self.key)
         for stage, seconds in result.seconds.items():
             self._msecs[stage].update(int(seconds * 1000))
         self._records.inc(result.counts[(batch.source_uri, "read")])
-        if result.dead_letters:  # ONE element per batch (see core.tagged.dead_letter_outputs)
+        if result.dead_letters:  # ONE element per batch (see core.tagged)
             yield TaggedOutput(DEAD_LETTERS, result.dead_letters)
         for key, n in result.counts.items():
             yield TaggedOutput(COUNTS, (key, n))
