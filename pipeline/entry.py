@@ -1,9 +1,11 @@
 """``python -m pipeline``: the import (``pipeline.launcher.main``), with what has to come before it.
 
 Before Beam is imported: a foreign package named like ours (``schemas``, ``transforms``: a folder in
-the working directory, another distribution) is refused with its name rather than an ImportError, and
-the warm workers' server starts when it helps (``pipeline.local_runner.start_warm_workers``). After the
-run: a quick exit (``_leave``). This module imports only the standard library at the top.
+the working directory, another distribution) is refused with its name rather than an ImportError,
+``--help`` is printed and an unknown flag or a value of the wrong type refused (``pipeline.cli``, which
+needs no Beam: a second sooner), and the warm workers' server starts when it helps
+(``pipeline.local_runner.start_warm_workers``). After the run: a quick exit (``_leave``). This module
+imports only the standard library at the top.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if clashes := problems():
         for problem in clashes:
             print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    from pipeline.cli import UsageError, check_import_flags, import_help
+    from pipeline.flags import normalize_argv
+
+    if "-h" in argv or "--help" in argv:  # as pipeline.launcher.main prints it, without Beam's second
+        print(import_help())
+        sys.exit(0)
+    try:
+        check_import_flags(normalize_argv(argv))
+    except UsageError as err:  # as the launcher says it (pipeline.failures)
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     from pipeline import local_runner
 

@@ -33,7 +33,7 @@ ISO_INSTANT = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[
                r"(Z|[+-][0-9]{2}:[0-9]{2})?$")
 HTTP_URL = r"^https?://[^\s/]+(/.*)?$"
 LOCATION = r"^([A-Za-z]{2}|[a-z]+-[a-z]+[0-9]+)$"
-RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # pipeline.options.RUN_ID_PATTERN
+RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # pipeline.flags.RUN_ID_PATTERN
 ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_VERSION = r"^projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+$"
 SUBSCRIPTION = r"^projects/[a-z][-a-z0-9:.]{4,61}[a-z0-9]/subscriptions/[A-Za-z][-A-Za-z0-9._~+%]{2,254}$"

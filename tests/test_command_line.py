@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import UsageError, check_import_flags, import_help
-from pipeline.options import FLAG_GROUPS
+from pipeline.flags import FLAG_GROUPS
 from tests.conftest import free_port
 from tests.factory import envelope, line, write_ndjson
 
@@ -105,16 +105,30 @@ def test_replay_refuses_a_misspelled_import_flag(no_services):
 
 
 def test_misspelled_flag_never_runs_the_import(tmp_path):
-    """Before: ``--batchsize`` was dropped with a warning and the import ran (exit 0, rows written)."""
+    """Before: ``--batchsize`` was dropped with a warning and the import ran (exit 0, rows written). And
+    the refusal comes before Beam is imported (a second at every start, for nothing)."""
     path = write_ndjson(tmp_path / "in.ndjson", [line(envelope(1))])
     out = tmp_path / "out"
-    result = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "pipeline", "--input", str(path), "--output_dir",
-                             str(out), "--batchsize", "5", "stray"], capture_output=True, text=True, cwd=ROOT,
-                            timeout=120)
+    result = subprocess.run([str(ROOT / ".venv/bin/python"), "-X", "importtime", "-m", "pipeline", "--input", str(path),
+                             "--output_dir", str(out), "--batchsize", "5", "stray"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert "unknown flag --batchsize (did you mean --batch_size?)" in result.stderr
     assert "unexpected argument 'stray'" in result.stderr
     assert not out.exists()
+    assert "import time:" in result.stderr and "apache_beam" not in result.stderr
+    helped = subprocess.run([str(ROOT / ".venv/bin/python"), "-X", "importtime", "-m", "pipeline", "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert helped.returncode == 0 and helped.stdout.strip() == import_help().strip()
+    assert "import time:" in helped.stderr and "apache_beam" not in helped.stderr
+
+
+def test_the_table_of_beams_flags_is_the_installed_beams():
+    """The check reads Beam's flags from pipeline/beam_flags.py, made from the installed Beam: the same
+    flags as Beam's options classes declare in a process that imported what an import imports."""
+    result = subprocess.run([str(ROOT / ".venv/bin/python"), "scripts/make_beam_flags.py", "--check"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("argv", [
