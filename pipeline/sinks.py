@@ -31,7 +31,7 @@ class WriteBigQuery(beam.PTransform):
         self.launch, self.imported_at = launch, imported_at
 
     def expand(self, outputs: ImportOutputs):
-        staged = write_files(outputs, self.staging_dir, self.buckets)
+        staged = write_files(outputs, self.staging_dir, self.buckets, staging=True)
         return load_and_merge(staged, self.target, self.run_id, self.launch, self.imported_at, self.staging_dir)
 
 

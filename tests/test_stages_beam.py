@@ -217,3 +217,20 @@ def test_buckets_derived_only_when_not_given() -> None:
     given = check_options(PipelineOptions(["--input=x.ndjson.gz", "--dry_run=true", "--buckets=3"]),
                           1_764_000_000_000_000)
     assert with_derived_buckets(given, big, local_runner=False).buckets == 3
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_the_file_sinks_parquet_has_column_statistics_and_the_staged_goes_without(tmp_path, statistics):
+    """The file sink's readers filter row groups by their statistics; BigQuery's load reads every row, so the
+    files staged for it skip computing them (18 % of the write's CPU)."""
+    import pyarrow.parquet as pq
+
+    from transforms.files.write import WriteParquetFn
+
+    fn = WriteParquetFn(str(tmp_path), buckets=2, statistics=statistics)
+    fn.start_bundle()
+    [path] = fn.process((1, pa.table({"eventId": ["a", "b"], "n": [1, 2]})))
+    assert path.endswith("rows/part-00001-of-00002.parquet")
+    column = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    assert column.is_stats_set is statistics
+    assert pq.read_table(path).to_pydict() == {"eventId": ["a", "b"], "n": [1, 2]}
