@@ -8,6 +8,8 @@ overwrites instead of adding.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -40,6 +42,15 @@ class WriteParquetFn(beam.DoFn):
         yield path
 
 
+def _json_lines(batch: list[dict]) -> Iterator[str]:
+    """A batch of dead letters as ONE element: their NDJSON lines joined, which ``WriteToText`` writes
+    followed by a newline, as it would write each line. One element per dead letter went through Beam's
+    per-element machinery (the write's ParDo, its windowing) 35,000 times per million lines: 0.3 s of
+    the import's wall time, against a few hundredths for the JSON itself."""
+    if batch:
+        yield "\n".join(map(dead_letter_json, batch))
+
+
 def write_files(outputs: ImportOutputs, folder: str, buckets: int, staging: bool = False) -> WrittenFiles:
     """Apply the writes of ``outputs`` under ``folder`` (in the calling transform) and return the paths:
     ``rows/*.parquet`` (one file per dedupe bucket), ``dead_letters/*.ndjson``, ``conflicts/*.ndjson``. The
@@ -47,7 +58,7 @@ def write_files(outputs: ImportOutputs, folder: str, buckets: int, staging: bool
     join = FileSystems.join
     rows = outputs.rows | "WriteRows" >> beam.ParDo(WriteParquetFn(folder, buckets, statistics=not staging))
     dead = (outputs.dead_letters
-            | "DeadLetterJson" >> beam.FlatMap(lambda batch: map(dead_letter_json, batch))
+            | "DeadLetterJson" >> beam.FlatMap(_json_lines)
             | "WriteDeadLetters" >> beam.io.WriteToText(join(folder, DEAD_LETTERS_PREFIX), file_name_suffix=".ndjson"))
     conflicts = (outputs.conflicts
                  | "ConflictJson" >> beam.Map(conflict_json)
