@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from pipeline.options import RUN_ID_PATTERN
+    from pipeline.flags import RUN_ID_PATTERN
     from transforms.bigquery.landing_merge import merge_landed
     from transforms.bigquery.target import claim_run, prepare_target, release_run
     from transforms.core.settings import BigQueryTarget, TableRef

@@ -1,4 +1,5 @@
-"""Command-line options of the import, on one ``PipelineOptions`` subclass.
+"""Command-line options of the import, on one ``PipelineOptions`` subclass (the flags themselves, their
+help and the parsing helpers are ``pipeline.flags``, which needs no Beam).
 
 Beam's own flags (``--runner``, ``--project``, ``--temp_location``, ``--direct_num_workers``…) pass
 through unchanged. ``--dry_run`` is declared by Beam itself (``TestOptions``, taking a value); ``normalize_argv``
@@ -14,19 +15,7 @@ from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
-from pipeline.flags import (  # noqa: F401 (re-exported: the names the rest of the code imports from here)
-    DATAFLOW_MERGE_INTERVAL,
-    DAY_MICROS,
-    DRY_RUN_HELP,
-    FLAG_GROUPS,
-    HELP,
-    LOCAL_MERGE_INTERVAL,
-    RUN_ID_PATTERN,
-    add_import_flags,
-    is_switch,
-    normalize_argv,
-    on_off,
-)
+from pipeline.flags import DATAFLOW_MERGE_INTERVAL, DAY_MICROS, LOCAL_MERGE_INTERVAL, RUN_ID_PATTERN, add_import_flags
 from schemas.envelope import DATASOURCE_ID_PATTERN
 from transforms.core.settings import (
     PAYLOADS_DIR,
@@ -48,8 +37,8 @@ def _local_runner(opts: PipelineOptions) -> bool:
 
 
 class ImportOptions(PipelineOptions):
-    """The import's own flags; their help is ``HELP``. An on/off flag (``switch``) is on when given bare
-    or ``=true``, off when absent or ``=false``."""
+    """The import's own flags (``pipeline.flags``, with their help). An on/off flag (``switch``) is on
+    when given bare or ``=true``, off when absent or ``=false``."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:

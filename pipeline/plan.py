@@ -16,9 +16,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline.cli import check_import_flags
+from pipeline.flags import normalize_argv
 from pipeline.graph import with_derived_buckets
 from pipeline.local_runner import local_runner_defaults
-from pipeline.options import CheckedOptions, check_options, normalize_argv
+from pipeline.options import CheckedOptions, check_options
 from transforms.core.records import ImportContext
 from transforms.core.settings import is_local_runner, to_micros
 from transforms.sources.files import REPLAY_FORMAT, expand_patterns, plan_reads

@@ -26,8 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from google.api_core.exceptions import GoogleAPIError
 
 from pipeline.cli import StrictParser, UsageError, check_flags, replay_import_help, replay_own_flags
+from pipeline.flags import normalize_argv
 from pipeline.launcher import main as import_main
-from pipeline.options import normalize_argv
 from transforms.bigquery.client import TargetError, make_client
 from transforms.bigquery.tables import query
 from transforms.core.payloads import is_payload_path

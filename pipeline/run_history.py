@@ -197,7 +197,7 @@ def table_day_counts(target: BigQueryTarget, run_id: str, first: date, last: dat
     emulator evaluates a query parameter and ``DATE()`` again for every row (at 1M rows: 0.55 s with
     parameters and ``DATE()``, 0.14 s without). The run id is one of ours (``RUN_ID_PATTERN``: letters,
     digits, ``-`` and ``_``), so it needs no escaping; anything else is refused."""
-    from pipeline.options import RUN_ID_PATTERN
+    from pipeline.flags import RUN_ID_PATTERN
     from transforms.bigquery import tables as bq_tables
     if not re.fullmatch(RUN_ID_PATTERN, run_id):
         raise ValueError(f"not a run id: {run_id!r}")

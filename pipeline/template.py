@@ -3,7 +3,7 @@
 The template launcher runs ``python template_main.py --runner=DataflowRunner --template_location=…
 --sdk_container_image=IMAGE --PARAMETER=VALUE…``: the same import as ``python -m pipeline``, with the
 template's parameters as flags (an on/off flag arrives as ``--drop_bots=true``, which the options
-themselves accept: ``pipeline.options.on_off``). Beam writes the job graph for the launcher to submit
+themselves accept: ``pipeline.flags.on_off``). Beam writes the job graph for the launcher to submit
 instead of submitting it.
 
 The workers run the template's own image (``--sdk_container_image``), where the package and its pins

@@ -9,7 +9,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli import UsageError, check_import_flags, import_help
-from pipeline.options import ImportOptions, is_switch
+from pipeline.flags import is_switch
+from pipeline.options import ImportOptions
 
 SWITCHES = ("--overwrite", "--drop_bots", "--redact_dead_letters")
 

@@ -61,7 +61,7 @@ def test_a_flag_shows_its_choices_and_default():
 
 
 def test_each_group_of_the_help_is_a_section_in_its_order():
-    from pipeline.options import FLAG_GROUPS
+    from pipeline.flags import FLAG_GROUPS
 
     page = make_options_doc.DOC.read_text()
     headings = [line[3:] for line in page.splitlines() if line.startswith("## ")]

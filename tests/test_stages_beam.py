@@ -61,9 +61,11 @@ def test_read_validate_normalize_routes_every_record(export):
 
 
 def test_the_reads_dead_letters_leave_with_the_process_stages_in_one_output(tmp_path):
-    """A line over --max_line_bytes is the read's dead letter, a broken line the parse's: both come out
-    of ProcessBatchFn's one dead-letter output (no Flatten joins two: test_resources)."""
-    lines = [line(envelope(1)), line(envelope(2, url="https://example.com/" + "x" * 400)), b"{broken"]
+    """Lines over --max_line_bytes are the read's dead letters, a broken line the parse's: all come out of
+    ProcessBatchFn's one dead-letter output (no Flatten joins two: test_resources), each stage's of a
+    batch as ONE element."""
+    long = [line(envelope(i, url="https://example.com/" + "x" * 400)) for i in (2, 3)]
+    lines = [line(envelope(1)), *long, b"{broken"]
     path = write_ndjson(tmp_path / "a.ndjson", lines)
     tasks = plan_reads([(str(path), path.stat().st_size)], "auto", split_bytes=1 << 20)
     with TestPipeline(options=OPTIONS) as p:
@@ -72,10 +74,12 @@ def test_the_reads_dead_letters_leave_with_the_process_stages_in_one_output(tmp_
                                                       TimestampPolicy()))
         codes = dead | beam.FlatMap(lambda batch: [(d["source_line"], d["stage"], [r["code"] for r in d["reasons"]])
                                                    for d in batch])
-        assert_that(codes, equal_to([(2, "read", ["read:line_too_long"]), (3, "parse", ["parse:invalid_json"])]),
-                    label="dead")
+        assert_that(codes, equal_to([(2, "read", ["read:line_too_long"]), (3, "read", ["read:line_too_long"]),
+                                     (4, "parse", ["parse:invalid_json"])]), label="dead")
+        elements = dead | "Elements" >> beam.Map(lambda batch: (batch[0]["stage"], len(batch)))
+        assert_that(elements, equal_to([("read", 2), ("parse", 1)]), label="elements")
         summed = counts | beam.CombinePerKey(sum) | beam.Map(lambda kv: (kv[0][1], kv[1]))
-        assert_that(summed, equal_to([("read", 3), ("dead_lettered", 2), ("dead_letter:read:line_too_long", 1),
+        assert_that(summed, equal_to([("read", 4), ("dead_lettered", 3), ("dead_letter:read:line_too_long", 2),
                                       ("dead_letter:parse:invalid_json", 1)]), label="counts")
 
 

@@ -128,7 +128,8 @@ def pipeline_accepts(argv: list[str]) -> bool:
     """Does the import, launched by the template (template_main.py), accept these --name=value flags?"""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.options import check_options, normalize_argv
+    from pipeline.flags import normalize_argv
+    from pipeline.options import check_options
 
     if not any(a.startswith(("--input=", "--input_subscription=")) for a in argv):
         argv = ["--input=gs://b/x/*.ndjson", *argv]

@@ -212,7 +212,6 @@ class RecordBatch(Batch):
                            pick(self.indexes), origin=self.origin)
 
 
-
 @dataclass
 class DeadLetterBatch(Batch):
     """Dead letters of the read itself (a line over ``--max_line_bytes``, a record a broken file still
@@ -222,11 +221,11 @@ class DeadLetterBatch(Batch):
     letter between processes (0.54 s of a 1M-line import, for 35,000 dead letters). With one output,
     the dead letters' way to the sink runs inside the read's stage."""
 
-    source_uri: str
     dead_letters: list[dict]
 
     def payload_bytes(self) -> int:
         return sum(len(d.get("raw_payload") or d.get("raw_payload_base64") or "") for d in self.dead_letters)
+
 
 class _Token(bytes):
     """Punctuation already serialized, on the stack of ``compact_json``."""

@@ -33,19 +33,28 @@ class ReadSourceFn(TimedDoFn):
     def process(self, task: ReadTask, line_counts: dict) -> Iterator:
         first_line = 1 + sum(line_counts.get((task.uri, k), 0) for k in range(task.split_index))
         started = time.perf_counter()
+        dead: list[dict] = []  # the read's dead letters since the last batch: ONE element (core.tagged)
         for item in read.read_task(task, self.ctx, self.limits, first_line):
             if isinstance(item, Count):
                 yield TaggedOutput(COUNTS, ((item.uri, item.metric), item.n))
             elif isinstance(item, FileError):
                 yield TaggedOutput(COUNTS, ((item.uri, "file_error:" + item.message), 1))
             elif isinstance(item, dict):
-                yield DeadLetterBatch(task.uri, [item])
-                for key, n in dead_letter_counts([item]).items():
-                    yield TaggedOutput(COUNTS, (key, n))
+                dead.append(item)
             else:
+                yield from self._dead_letters(dead)
+                dead = []
                 self._timed(started, len(item.lines) if isinstance(item, LineBatch) else len(item))
                 yield item
                 started = time.perf_counter()
+        yield from self._dead_letters(dead)
+
+    @staticmethod
+    def _dead_letters(dead: list[dict]) -> Iterator:
+        if dead:
+            yield DeadLetterBatch(dead)
+            for key, n in dead_letter_counts(dead).items():
+                yield TaggedOutput(COUNTS, (key, n))
 
 
 class ReadOutputs(NamedTuple):
