@@ -9,10 +9,11 @@ from collections import OrderedDict
 import pytest
 
 pytest.register_assert_rewrite("tests.services")  # before the import below, as pytest_plugins would
-from tests.services import ROOT, ShortRetries, free_port, run_in_gcloud_python  # noqa: E402
+from tests.services import ROOT, ShortRetries, as_from_a_terminal, free_port, run_in_gcloud_python  # noqa: E402
 
 pytest_plugins = ["tests.services"]
-__all__ = ["ROOT", "ShortRetries", "free_port", "run_in_gcloud_python"]  # test modules import them from here
+# test modules import them from here
+__all__ = ["ROOT", "ShortRetries", "as_from_a_terminal", "free_port", "run_in_gcloud_python"]
 
 
 # --- which tests, in which order, on which worker ----------------------------------------------------------
@@ -56,7 +57,7 @@ GUESS_SECONDS = {  # the mean of each file's tests in a full run on 3 workers (2
     "tests/test_packaging.py::test_the_package_installs_clean_and_imports_outside_the_repository": 12.0,
     "tests/test_worker_image.py::test_the_package_installs_as_in_the_image_with_no_index_reachable": 10.0,
     "tests/test_gcs_import.py::test_import_failing_at_the_write_leaves_no_work_objects": 20.0,
-    "tests/test_workfiles.py::test_gcs_more_objects_than_a_batch_or_a_listing_page": 15.0,
+    "tests/test_workfiles.py::test_gcs_more_objects_than_a_batch": 4.0,
 }
 """Seconds per test before a run has measured them (a clean clone, as CI's): the long work still starts first."""
 

@@ -11,6 +11,7 @@ import inspect
 import os
 import socket
 import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_DEFAULT_SIGINT_THEN_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                             "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def as_from_a_terminal(argv: list[str]) -> list[str]:
+    """``argv`` started with Ctrl-C's default action, as from a terminal, even when the suite runs with SIGINT
+    ignored (a shell starts background jobs so, a child inherits it, and Python then leaves it ignored
+    instead of raising KeyboardInterrupt). Through a small exec, not ``preexec_fn``: that makes Python
+    fork instead of vfork, so gRPC's fork handler starts a poller thread in the child, whose epoll
+    descriptor ``close_fds`` then closes, and the child aborts before its exec (grpc/grpc#43055; it
+    struck this suite once, with the Pub/Sub client's channel open in the test process)."""
+    return [sys.executable, "-S", "-c", _DEFAULT_SIGINT_THEN_EXEC, *map(str, argv)]
 
 
 class ShortRetries:

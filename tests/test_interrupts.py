@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import as_from_a_terminal
 from tests.factory import envelope, line, write_ndjson
 from transforms.bigquery.jobs import job_id
 
@@ -191,11 +192,9 @@ def silent_endpoint():
 def test_ctrl_c_in_a_small_command_is_one_line_and_exit_130(command, args, what, silent_endpoint):
     port, reached = silent_endpoint
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"}
-    # as from a terminal: Ctrl-C's default action, even when the suite itself runs with SIGINT ignored (a
-    # shell starts background jobs so, and Python then leaves it ignored instead of raising KeyboardInterrupt)
-    process = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", command, *(a.format(port=port) for a in args)],
-                               cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    argv = [str(ROOT / ".venv/bin/python"), "-m", command, *(a.format(port=port) for a in args)]
+    process = subprocess.Popen(as_from_a_terminal(argv), cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
     try:
         assert reached.wait(60), "the command never called its endpoint"
         time.sleep(0.3)  # waiting on the answer

@@ -16,19 +16,13 @@ import pytest
 
 from pipeline.launcher import run
 from pipeline.publish import publish_lines
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_from_a_terminal
 from tests.factory import envelope
 from tests.test_pubsub import ACK_DEADLINE, event_ids, stream_args
 from transforms.bigquery.tables import query
 from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
-
-
-def _sigint_as_usual() -> None:
-    """A shell's background job starts with SIGINT ignored, and a child inherits that: the importer
-    under test gets the default, as in a terminal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _count(bq, table: str) -> int:
@@ -74,9 +68,10 @@ def test_ctrl_c_ends_with_a_balanced_report_and_exit_0_and_the_next_run_imports_
     report_path, log_path = tmp_path / "report.json", tmp_path / "import.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *stream_args(bigquery_emulator, subscription, table, idle=60),
-             "--max_messages", "100", "--report_path", str(report_path)],
-            cwd=ROOT, env=pubsub_emulator.env, stdout=log, stderr=log, preexec_fn=_sigint_as_usual)
+            as_from_a_terminal([sys.executable, "-m", "pipeline",
+                                *stream_args(bigquery_emulator, subscription, table, idle=60),
+                                "--max_messages", "100", "--report_path", str(report_path)]),
+            cwd=ROOT, env=pubsub_emulator.env, stdout=log, stderr=log)
     try:
         _wait_until(lambda: _count(bigquery_emulator, table + "__landing") > 0, 120, proc)
         proc.send_signal(signal.SIGINT)
