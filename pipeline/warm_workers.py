@@ -207,10 +207,10 @@ def _import_stages() -> None:
     import transforms.bigquery.write  # noqa: F401
     import transforms.files.write  # noqa: F401
     import transforms.stages.dofns  # noqa: F401  (pyarrow, polars, Beam's transforms)
-    from schemas.validation import envelope_schema
     from transforms.core.records import prepare_worker_gc
+    from transforms.stages.validate import check_plan
 
-    envelope_schema()
+    check_plan()
     prepare_worker_gc()
 
 

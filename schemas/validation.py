@@ -94,7 +94,11 @@ def envelope_schema() -> tuple[pa.DataFrameSchema, dict[tuple[str, int], Rule]]:
 
     pandera is imported here, on first use: the launcher imports this module to build the graph, and
     importing pandera costs it a third of a second it never needs (the workers validate)."""
+    import pandera.backends.polars.builtin_checks  # noqa: F401  (before the checks: see below)
     import pandera.polars as pa
+
+    # A check takes the implementations registered when it is made; the polars ones register with their
+    # module. pandera's own validate finds them anyway; transforms.stages.validate runs each check's own.
 
     columns: dict[str, pa.Column] = {}
     rules: dict[tuple[str, int], Rule] = {}

@@ -33,7 +33,7 @@ ROOT = Path(os.environ.get("MUTATE_SOURCE") or HERE)  # the tree to test (anothe
 WORK = Path(os.environ.get("MUTATE_WORK") or HERE / "mutants")
 DOC = HERE / "docs" / "mutation.md"
 PACKAGES = ("transforms", "schemas", "pipeline")
-SUPPORT = ("tests/__init__.py", "tests/conftest.py", "tests/services.py", "tests/factory.py")
+SUPPORT = ("tests/__init__.py", "tests/conftest.py", "tests/services.py", "tests/factory.py", "tests/strategies.py")
 UNIT_ONLY = "not e2e and not emulator and not packaging"
 HYPOTHESIS_PROFILE = """from hypothesis import Phase, settings
 

@@ -8,11 +8,15 @@ import math
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.envelope import ENVELOPE, ENVELOPE_BY_NAME, NULL
 from schemas.validation import WIRE_SUFFIX, all_rules, envelope_schema, value_dtype
-from transforms.core.records import ImportContext, RecordBatch
-from transforms.stages.validate import failures_by_row, validate_batch
+from tests.strategies import lines
+from transforms.core.records import ImportContext, LineBatch, RecordBatch
+from transforms.stages.parse import parse_lines
+from transforms.stages.validate import failures_by_row, pandera_failures_by_row, validate_batch
 from transforms.stages.wire import wire_frame
 
 CTX = ImportContext("run-rules", 1_764_000_000_000_000)
@@ -251,3 +255,25 @@ def test_a_record_too_large_for_a_row_is_a_dead_letter_with_every_reason() -> No
         (2, ["row:too_large"]), (3, ["v:unsupported", "row:too_large"])]
     # the default limit is BigQuery's 100 MB: only the broken record is left out
     assert [d["source_line"] for d in validate_batch(batch, CTX)[1]] == [3]
+
+
+# --- one query, as pandera ----------------------------------------------------------------------------
+
+@settings(max_examples=120, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(lines(), min_size=1, max_size=12))
+def test_the_checks_in_one_query_find_what_pandera_finds(batch_lines):
+    """The same failing rows, each with the same rules in the same order, as pandera's own ``validate``
+    (tests/test_fuzz.py's lines: valid envelopes with fields dropped, retyped, emptied or added)."""
+    records, _ = parse_lines(LineBatch("f", batch_lines, list(range(1, len(batch_lines) + 1))), CTX)
+    frame = wire_frame(records.records, records.fields)
+    assert failures_by_row(frame) == dict(pandera_failures_by_row(frame))
+
+
+def test_the_checks_in_one_query_on_every_rule_broken_at_once() -> None:
+    records = [good(0), good(1, key="x", v=2, eventId="  ", tmpId="", url=5, timestamp="t"), good(2, name=...),
+               good(3, eventId="a\x00b", ua=7, clientId=[], data=3, b=True), good(4)]
+    frame = wire_frame(records)
+    failing = failures_by_row(frame)
+    assert sorted(failing) == [1, 2, 3]
+    assert failing == dict(pandera_failures_by_row(frame))

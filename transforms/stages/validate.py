@@ -1,25 +1,75 @@
 """Validate stage: envelopes against the pandera model of the protocol, a whole batch at a time.
 
-Validation is lazy, so a record that breaks several rules reports every one of them. Records that
-break any rule become dead letters; pandera's failure cases are turned into plain dicts here so no
-pandera object travels further.
+Every check of the model runs on every record, so a record that breaks several rules reports every
+one of them. Records that break any rule become dead letters, as plain dicts (no pandera object
+travels further).
+
+The checks run as pandera's own check functions (``PolarsCheckBackend.apply``, with pandera's handling
+of nulls) gathered into one polars query: pandera's ``validate`` collects each check on its own, about
+140 queries a batch, which cost 36 ms even for a batch of 8 records (a Pub/Sub pull's batch is small) and
+61 ms for 50,000 (27 ms in one query). A frame whose columns, types or wire nulls are not the model's
+goes to pandera's ``validate`` itself, which reports it. tests/test_validation_rules.py checks both
+ways give the same rows and rules on generated batches.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
 
-from schemas.validation import Rule, envelope_schema
+from schemas.validation import WIRE_SUFFIX, Rule, envelope_schema
 from transforms.core.bigquery_values import MAX_LOAD_ROW_BYTES, ROW_TOO_LARGE, oversized
 from transforms.core.records import ImportContext, Kept, RecordBatch, cyclic_gc_paused, dead_letter, reason
 from transforms.stages.wire import wire_frame
 
 
+@lru_cache(maxsize=1)
+def check_plan() -> tuple[dict[str, pl.DataType], list[tuple[str, Rule, object, bool]]]:
+    """The model's column types, and each of its checks as (column, rule, pandera's check backend,
+    whether a null passes), in the order of the model's columns and of each column's checks: the order
+    in which pandera reports them."""
+    from pandera.backends.polars.checks import PolarsCheckBackend
+
+    schema, rules = envelope_schema()
+    dtypes = {name: column.dtype.type for name, column in schema.columns.items()}
+    plan = [(column, rule, PolarsCheckBackend(schema.columns[column].checks[number]),
+             schema.columns[column].checks[number].ignore_na) for (column, number), rule in rules.items()]
+    return dtypes, plan
+
+
 def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
-    """Run the pandera model; returns the rules each failing row (by position) breaks."""
+    """Run every check of the pandera model; returns the rules each failing row (by position) breaks."""
+    from pandera.api.polars.types import PolarsData
+    from pandera.constants import CHECK_OUTPUT_KEY
+
+    dtypes, plan = check_plan()
+    wire_nulls = frame.select(pl.col(f"^.*{WIRE_SUFFIX}$").null_count()).row(0) if frame.width else ()
+    if dict(frame.schema) != dtypes or any(wire_nulls):
+        return pandera_failures_by_row(frame)
+    lazy = frame.lazy()
+    columns = []
+    for i, (column, _, backend, ignore_na) in enumerate(plan):
+        out = backend.apply(PolarsData(lazy, column))
+        passed = pl.col(CHECK_OUTPUT_KEY)
+        passed = passed | passed.is_null() if ignore_na else passed.fill_null(False)
+        columns.append(out.select(passed.alias(str(i))))
+    results = pl.concat(columns, how="horizontal").with_row_index("row").filter(~pl.all_horizontal(
+        pl.exclude("row"))).collect()
+    failing: dict[int, list[Rule]] = defaultdict(list)
+    rows = results["row"].to_list()
+    for i, (_, rule, _, _) in enumerate(plan):
+        for row, passed in zip(rows, results[str(i)].to_list()):
+            if not passed:
+                failing[row].append(rule)
+    return dict(sorted(failing.items()))
+
+
+def pandera_failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
+    """``failures_by_row`` by pandera's ``validate``: the reference, and the way for a frame that is not
+    a wire frame (it raises, naming what is wrong)."""
     from pandera.errors import SchemaErrors  # on first use, as in schemas.validation
 
     schema, rules = envelope_schema()
