@@ -10,10 +10,6 @@ from __future__ import annotations
 import sys
 
 from pipeline.cli import StrictParser, run_command
-from transforms.core.records import ImportContext, LineBatch
-from transforms.core.settings import ReadLimits
-from transforms.sources.files import expand_patterns, plan_reads
-from transforms.sources.read import read_task
 
 
 def ensure_topic_and_subscription(topic: str, subscription: str | None, ack_deadline: int = 30) -> None:
@@ -55,6 +51,12 @@ def parser() -> StrictParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # after the flags: the reading (Beam's file systems) costs a second and a half, --help and a typo none
+    from transforms.core.records import ImportContext, LineBatch
+    from transforms.core.settings import ReadLimits
+    from transforms.sources.files import expand_patterns, plan_reads
+    from transforms.sources.read import read_task
+
     ensure_topic_and_subscription(args.topic, args.subscription)
     ctx = ImportContext("publish", 0)
     total = 0

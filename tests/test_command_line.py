@@ -59,12 +59,14 @@ HELP = {
 @pytest.mark.parametrize("command", list(HELP))
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_lists_every_flag_and_starts_nothing(no_services, command, flag):
-    result = run_sh(no_services["env"], command, flag)
+    """Nor imports Beam: a second and a half for a page of text (each command imports it after its flags)."""
+    result = run_sh({**no_services["env"], "PYTHONPROFILEIMPORTTIME": "1"}, command, flag)
     assert result.returncode == 0, result.stderr
     missing = [f for f in HELP[command] if f not in result.stdout]
     assert not missing, f"{command} {flag} does not show {missing}:\n{result.stdout}"
     assert result.stdout.startswith(f"usage: ./run.sh {command}")
     assert no_services["started"]() == []
+    assert "import time:" in result.stderr and "apache_beam" not in result.stderr
 
 
 def test_import_help_shows_each_flag_once_in_its_group():
@@ -91,11 +93,12 @@ TYPOS = {
 @pytest.mark.parametrize("command", list(TYPOS))
 def test_unknown_flag_is_refused_before_any_service_starts(no_services, command):
     args, message = TYPOS[command]
-    result = run_sh(no_services["env"], command, *args)
+    result = run_sh({**no_services["env"], "PYTHONPROFILEIMPORTTIME": "1"}, command, *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert no_services["started"]() == []
+    assert "import time:" in result.stderr and "apache_beam" not in result.stderr  # refused before Beam
 
 
 def test_replay_refuses_a_misspelled_import_flag(no_services):
