@@ -277,3 +277,25 @@ def test_the_checks_in_one_query_on_every_rule_broken_at_once() -> None:
     failing = failures_by_row(frame)
     assert sorted(failing) == [1, 2, 3]
     assert failing == dict(pandera_failures_by_row(frame))
+
+
+def test_a_check_that_fails_nulls_is_refused(monkeypatch) -> None:
+    """The one query lets a null pass every check, as pandera does by default (``ignore_na``); a model
+    whose check said otherwise would be validated wrongly, so it is refused."""
+    import pandera.polars as pa
+
+    from transforms.stages import validate
+
+    schema, rules = envelope_schema()
+    column = "key" + WIRE_SUFFIX
+    checks = [pa.Check.ne("absent", ignore_na=False), *schema.columns[column].checks[1:]]
+    strict = schema.update_column(column, checks=checks)
+    monkeypatch.setattr(validate, "envelope_schema", lambda: (strict, rules))
+    validate.check_plan.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=f"check 0 of {column} fails nulls"):
+            validate.check_plan()
+    finally:
+        monkeypatch.undo()
+        validate.check_plan.cache_clear()
+    assert validate.check_plan()[2][0][0] == column

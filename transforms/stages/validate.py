@@ -20,24 +20,29 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from schemas.validation import WIRE_SUFFIX, Rule, envelope_schema
+from schemas.validation import Rule, envelope_schema
 from transforms.core.bigquery_values import MAX_LOAD_ROW_BYTES, ROW_TOO_LARGE, oversized
 from transforms.core.records import ImportContext, Kept, RecordBatch, cyclic_gc_paused, dead_letter, reason
 from transforms.stages.wire import wire_frame
 
 
 @lru_cache(maxsize=1)
-def check_plan() -> tuple[dict[str, pl.DataType], list[tuple[str, Rule, object, bool]]]:
-    """The model's column types, and each of its checks as (column, rule, pandera's check backend,
-    whether a null passes), in the order of the model's columns and of each column's checks: the order
-    in which pandera reports them."""
+def check_plan() -> tuple[dict[str, pl.DataType], list[str], list[tuple[str, Rule, object]]]:
+    """The model's column types, its columns that may not hold a null, and each of its checks as (column,
+    rule, pandera's check backend), in the order of the model's columns and of each column's checks: the
+    order in which pandera reports them."""
     from pandera.backends.polars.checks import PolarsCheckBackend
 
     schema, rules = envelope_schema()
     dtypes = {name: column.dtype.type for name, column in schema.columns.items()}
-    plan = [(column, rule, PolarsCheckBackend(schema.columns[column].checks[number]),
-             schema.columns[column].checks[number].ignore_na) for (column, number), rule in rules.items()]
-    return dtypes, plan
+    not_null = [name for name, column in schema.columns.items() if not column.nullable]
+    plan = []
+    for (column, number), rule in rules.items():
+        check = schema.columns[column].checks[number]
+        if not check.ignore_na:  # pandera's default, which failures_by_row follows: a null passes a check
+            raise ValueError(f"check {number} of {column} fails nulls: failures_by_row does not do that")
+        plan.append((column, rule, PolarsCheckBackend(check)))
+    return dtypes, not_null, plan
 
 
 def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
@@ -45,22 +50,19 @@ def failures_by_row(frame: pl.DataFrame) -> dict[int, list[Rule]]:
     from pandera.api.polars.types import PolarsData
     from pandera.constants import CHECK_OUTPUT_KEY
 
-    dtypes, plan = check_plan()
-    wire_nulls = frame.select(pl.col(f"^.*{WIRE_SUFFIX}$").null_count()).row(0) if frame.width else ()
-    if dict(frame.schema) != dtypes or any(wire_nulls):
+    dtypes, not_null, plan = check_plan()
+    if dict(frame.schema) != dtypes or any(frame[name].null_count() for name in not_null):
         return pandera_failures_by_row(frame)
     lazy = frame.lazy()
     columns = []
-    for i, (column, _, backend, ignore_na) in enumerate(plan):
-        out = backend.apply(PolarsData(lazy, column))
+    for i, (column, _, backend) in enumerate(plan):
         passed = pl.col(CHECK_OUTPUT_KEY)
-        passed = passed | passed.is_null() if ignore_na else passed.fill_null(False)
-        columns.append(out.select(passed.alias(str(i))))
+        columns.append(backend.apply(PolarsData(lazy, column)).select((passed | passed.is_null()).alias(str(i))))
     results = pl.concat(columns, how="horizontal").with_row_index("row").filter(~pl.all_horizontal(
         pl.exclude("row"))).collect()
     failing: dict[int, list[Rule]] = defaultdict(list)
     rows = results["row"].to_list()
-    for i, (_, rule, _, _) in enumerate(plan):
+    for i, (_, rule, _) in enumerate(plan):
         for row, passed in zip(rows, results[str(i)].to_list()):
             if not passed:
                 failing[row].append(rule)
