@@ -259,12 +259,13 @@ def test_a_record_too_large_for_a_row_is_a_dead_letter_with_every_reason() -> No
 
 # --- one query, as pandera ----------------------------------------------------------------------------
 
-@settings(max_examples=120, deadline=None, database=None,
+@settings(max_examples=30, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.lists(lines(), min_size=1, max_size=12))
+@given(st.lists(lines(), min_size=1, max_size=150))
 def test_the_checks_in_one_query_find_what_pandera_finds(batch_lines):
     """The same failing rows, each with the same rules in the same order, as pandera's own ``validate``
-    (tests/test_fuzz.py's lines: valid envelopes with fields dropped, retyped, emptied or added)."""
+    (tests/test_fuzz.py's lines: valid envelopes with fields dropped, retyped, emptied or added). Batches of
+    up to 150 lines: pandera's ``validate`` costs 36 ms a batch whatever its size."""
     records, _ = parse_lines(LineBatch("f", batch_lines, list(range(1, len(batch_lines) + 1))), CTX)
     frame = wire_frame(records.records, records.fields)
     assert failures_by_row(frame) == dict(pandera_failures_by_row(frame))
