@@ -4,7 +4,9 @@ here as a plugin."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 
@@ -44,27 +46,19 @@ SPLIT_FILES = {
     "tests/test_write_retries.py",
 }
 DURATIONS_KEY = "rlvt/durations"
-GUESS_SECONDS = {  # the mean of each file's tests in a full run on 3 workers (2026-11-28), rounded
-    "tests/test_pubsub_stops.py": 17.0, "tests/test_pubsub.py": 13.5, "tests/test_concurrency.py": 11.0,
-    "tests/test_faults.py": 10.0, "tests/test_gcs_import.py": 9.5, "tests/test_pubsub_progress.py": 9.5,
-    "tests/test_interrupts.py": 8.5, "tests/test_write_retries.py": 7.5, "tests/test_emulator_setup.py": 7.0,
-    "tests/test_pubsub_payloads.py": 7.0, "tests/test_run_history.py": 5.0, "tests/test_fuzz.py": 4.0,
-    "tests/test_bigquery.py": 3.0, "tests/test_disk_full.py": 3.0, "tests/test_landing_merge.py": 2.5,
-    "tests/test_replay_lineage.py": 2.5, "tests/test_replay.py": 1.5, "tests/test_workfiles.py": 1.5,
-    "tests/test_emulator_load.py": 5.0, "tests/test_worker_image.py": 1.5, "tests/test_bigquery_values.py": 1.5,
-    "tests/test_query.py": 1.0, "tests/test_stages_beam.py": 1.0, "tests/test_packaging.py": 1.0,
-    # single tests far above their file's mean
-    "tests/test_packaging.py::test_the_package_installs_clean_and_imports_outside_the_repository": 12.0,
-    "tests/test_worker_image.py::test_the_package_installs_as_in_the_image_with_no_index_reachable": 10.0,
-    "tests/test_gcs_import.py::test_import_failing_at_the_write_leaves_no_work_objects": 20.0,
-    "tests/test_workfiles.py::test_gcs_more_objects_than_a_batch": 4.0,
-}
-"""Seconds per test before a run has measured them (a clean clone, as CI's): the long work still starts first."""
+DURATIONS_FILE = Path(__file__).with_name("durations.json")
+"""Seconds per test of a full run on this project's 2-core machine (three workers), for a clone that has not
+measured them yet (CI's): without them, its schedule started the long work less well and took 15 s more
+(275 s against 260 s, the same clone). ``./run.sh test --store-durations`` writes this run's."""
+UNKNOWN_SECONDS = 0.5
 
 
 def pytest_addoption(parser) -> None:
     parser.addoption("--fast", action="store_true",
                      help="only the pure-function tests: no emulator, no process, no Beam pipeline (seconds)")
+    parser.addoption("--store-durations", action="store_true",
+                     help="write this run's seconds per test to tests/durations.json (after a full run: the "
+                          "tests it did not run are left out)")
     parser.addoption("--by-cost", action="store_true",
                      help="with -n N --dist loadfile: the files of tests/conftest.py's SPLIT_FILES go to the "
                           "workers test by test, and the longest work goes first (durations measured by earlier "
@@ -103,18 +97,23 @@ def pytest_runtest_logreport(report) -> None:
 
 
 def pytest_sessionfinish(session) -> None:
-    cache = getattr(session.config, "cache", None)
-    if not _measured or cache is None:
+    if not _measured:
         return
-    known = cache.get(DURATIONS_KEY, {})
-    known.update({k: round(v, 2) for k, v in _measured.items()})
-    cache.set(DURATIONS_KEY, known)
+    measured = {k: round(v, 2) for k, v in sorted(_measured.items())}
+    if session.config.getoption("--store-durations"):
+        DURATIONS_FILE.write_text(json.dumps(measured, indent=0) + "\n")
+    cache = getattr(session.config, "cache", None)
+    if cache is not None:
+        cache.set(DURATIONS_KEY, {**cache.get(DURATIONS_KEY, {}), **measured})
 
 
-def test_seconds(nodeid: str, known: dict) -> float:
-    if nodeid in known:
-        return known[nodeid]
-    return GUESS_SECONDS.get(nodeid) or GUESS_SECONDS.get(nodeid.split("::")[0], 0.5)
+def committed_durations() -> dict[str, float]:
+    return json.loads(DURATIONS_FILE.read_text()) if DURATIONS_FILE.exists() else {}
+
+
+def seconds_of(nodeid: str, known: dict, committed: dict) -> float:
+    """This machine's last measure of the test, else the committed one, else ``UNKNOWN_SECONDS``."""
+    return known.get(nodeid, committed.get(nodeid, UNKNOWN_SECONDS))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -124,6 +123,7 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     known = config.cache.get(DURATIONS_KEY, {}) if getattr(config, "cache", None) else {}
+    committed = committed_durations()
 
     class LongestFirst(OrderedDict):
         """The work queue: the next unit handed out is the one with the most seconds left in it."""
@@ -131,7 +131,7 @@ def pytest_xdist_make_scheduler(config, log):
         def popitem(self, last: bool = True):
             if last or not self:
                 return super().popitem(last)
-            scope = max(self, key=lambda s: sum(test_seconds(nodeid, known) for nodeid in self[s]))
+            scope = max(self, key=lambda s: sum(seconds_of(nodeid, known, committed) for nodeid in self[s]))
             return scope, self.pop(scope)
 
     class CostScheduling(LoadScopeScheduling):
