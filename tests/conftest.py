@@ -62,7 +62,7 @@ def pytest_addoption(parser) -> None:
     parser.addoption("--by-cost", action="store_true",
                      help="with -n N --dist loadfile: the files of tests/conftest.py's SPLIT_FILES go to the "
                           "workers test by test, and the longest work goes first (durations measured by earlier "
-                          "runs, in .pytest_cache)")
+                          "runs, in .pytest_cache, else those of tests/durations.json)")
 
 
 def is_fast(item) -> bool:
