@@ -232,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "import":
             check_import_flags(normalize_argv(flags))
         elif command == "replay":
-            own, flags = replay_own_flags(), normalize_argv(flags)
-            check_flags(flags, own, "./run.sh replay --help lists every flag")
+            from pipeline.replay import checked_args
+
+            checked_args(flags)
         else:  # commands with positional arguments: only their flags are checked here
             import importlib
 
@@ -248,5 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # as the module others import (pipeline.replay raises its UsageError, not __main__'s)
+    from pipeline.cli import main as _main
+
+    sys.exit(_main())

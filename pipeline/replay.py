@@ -15,6 +15,7 @@ read_replay``). Redacted dead letters hold no payload and are skipped (and count
 
 from __future__ import annotations
 
+import argparse
 import base64
 import sys
 import tempfile
@@ -61,7 +62,10 @@ def payload(dead: dict) -> bytes | None:
 def events_table_of(dead_letter_table: str) -> str:
     """The events table a dead-letter table belongs to (``P.D.T_dead_letters`` → ``P.D.T``), where a
     replay ``--from_table`` writes unless told otherwise."""
-    ref = TableRef.parse(dead_letter_table)
+    try:
+        ref = TableRef.parse(dead_letter_table)
+    except ValueError as err:
+        raise UsageError(f"--from_table: {err}") from None
     if not ref.table.endswith("_dead_letters") or ref.table == "_dead_letters":
         raise UsageError(f"--from_table {dead_letter_table} is not named like a dead-letter table "
                          f"(EVENTS_dead_letters): give the table to write to with --output_table")
@@ -141,32 +145,38 @@ def parser() -> StrictParser:
     return parser
 
 
+def checked_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The replay's own arguments and the import flags it passes on, or ``UsageError``: every check that
+    needs no file and no BigQuery, so that ``./run.sh`` makes them before it starts an emulator
+    (``python -m pipeline.cli check replay``)."""
+    args, import_flags = parser().parse_known_args(argv)
+    check_flags(normalize_argv(import_flags), replay_own_flags(), "./run.sh replay --help lists every flag")
+    if not args.dead_letters and not args.from_table:
+        raise UsageError("nothing to replay: give --dead_letters PATTERN (dead-letter files) or --from_table "
+                         "PROJECT.DATASET.TABLE (a dead-letter table)")
+    if any(f == "--input" or f.startswith("--input=") or f.startswith("--input_subscription") for f in import_flags):
+        raise UsageError("replay reads dead letters; do not give --input")
+    if any(f == "--input_format" or f.startswith("--input_format=") for f in import_flags):
+        raise UsageError("replay reads its own file of payloads; do not give --input_format")
+    outputs = ("--output_table", "--output_dir", "--dry_run")
+    if args.from_table and not any(f.split("=", 1)[0] in outputs for f in import_flags):
+        import_flags = [*import_flags, "--output_table", events_table_of(args.from_table)]
+    return args, import_flags
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
         print(parser().format_help() + "\n" + replay_import_help())
         return 0
-    args, import_flags = parser().parse_known_args(argv)
     try:
-        check_flags(normalize_argv(import_flags), replay_own_flags(), "./run.sh replay --help lists every flag")
-        if not args.dead_letters and not args.from_table:
-            raise UsageError("nothing to replay: give --dead_letters PATTERN (dead-letter files) or --from_table "
-                             "PROJECT.DATASET.TABLE (a dead-letter table)")
-        outputs = ("--output_table", "--output_dir", "--dry_run")
-        if args.from_table and not any(f.split("=", 1)[0] in outputs for f in import_flags):
-            import_flags = [*import_flags, "--output_table", events_table_of(args.from_table)]
+        args, import_flags = checked_args(argv)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     endpoint = next((f.split("=", 1)[1] for f in import_flags if f.startswith("--bigquery_endpoint=")), None)
     if endpoint is None and "--bigquery_endpoint" in import_flags:
         endpoint = import_flags[import_flags.index("--bigquery_endpoint") + 1]
-    if any(f == "--input" or f.startswith("--input=") or f.startswith("--input_subscription") for f in import_flags):
-        print("error: replay reads dead letters; do not give --input", file=sys.stderr)
-        return 2
-    if any(f == "--input_format" or f.startswith("--input_format=") for f in import_flags):
-        print("error: replay reads its own file of payloads; do not give --input_format", file=sys.stderr)
-        return 2
     from google.api_core.exceptions import GoogleAPIError
 
     from pipeline.launcher import main as import_main

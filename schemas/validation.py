@@ -97,8 +97,9 @@ def envelope_schema() -> tuple[pa.DataFrameSchema, dict[tuple[str, int], Rule]]:
     import pandera.backends.polars.builtin_checks  # noqa: F401  (before the checks: see below)
     import pandera.polars as pa
 
-    # A check takes the implementations registered when it is made; the polars ones register with their
-    # module. pandera's own validate finds them anyway; transforms.stages.validate runs each check's own.
+    # A check keeps the implementations registered when it is made, and the polars ones register when their
+    # module is imported: transforms.stages.validate calls each check's function itself, so they must come
+    # first (pandera's own validate works either way).
 
     columns: dict[str, pa.Column] = {}
     rules: dict[tuple[str, int], Rule] = {}

@@ -107,6 +107,18 @@ def test_replay_refuses_a_misspelled_import_flag(no_services):
     assert no_services["started"]() == []
 
 
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to replay: give --dead_letters PATTERN"),
+    (["--dead_letters", "x.ndjson", "--input", "y.ndjson"], "replay reads dead letters; do not give --input"),
+    (["--from_table", "my-project.d.events"], "is not named like a dead-letter table"),
+    (["--from_table", "p.d"], "--from_table: 'p.d' is not a BigQuery table name"),
+])
+def test_a_replay_that_cannot_run_is_refused_before_any_service_starts(no_services, args, message):
+    result = run_sh(no_services["env"], "replay", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert no_services["started"]() == []
+
+
 def test_misspelled_flag_never_runs_the_import(tmp_path):
     """Before: ``--batchsize`` was dropped with a warning and the import ran (exit 0, rows written). And
     the refusal comes before Beam is imported (a second at every start, for nothing)."""
