@@ -10,7 +10,7 @@
 #   BQ_EMULATOR_DATA_DIR=<repo>/.emulators/bigquery-data   (kept across restarts)
 #   BQ_EMULATOR_START_TIMEOUT=30     seconds to wait for HTTP to answer
 #   BQ_EMULATOR_THREADS=             DuckDB threads of the emulator (unset: DuckDB's default, one per core;
-#                                    the tests set 1: see scripts/lib/local-bigquery-threads.py)
+#                                    the tests set 1: see scripts/lib/local-bigquery-tuned.py)
 # Files: PID in <repo>/.emulators/bigquery-$PORT.pid, log in <repo>/.emulators/bigquery-$PORT.log
 # (one pair per port, so several instances can run side by side; EMULATOR_RUN_DIR=DIR puts them in DIR).
 # `start` runs scripts/setup_bigquery_emulator.sh first (instant once installed), is a no-op
@@ -49,7 +49,7 @@ prepare() {
     SERVER=("$STATE/bigquery-venv/bin/local-bigquery")
     if [[ -n "${BQ_EMULATOR_THREADS:-}" ]]; then
         [[ "$BQ_EMULATOR_THREADS" =~ ^[1-9][0-9]*$ ]] || die "BQ_EMULATOR_THREADS must be a whole number ≥ 1, not '$BQ_EMULATOR_THREADS'"
-        SERVER=("$STATE/bigquery-venv/bin/python" "$ROOT/scripts/lib/local-bigquery-threads.py" "$BQ_EMULATOR_THREADS")
+        SERVER=("$STATE/bigquery-venv/bin/python" "$ROOT/scripts/lib/local-bigquery-tuned.py" "$BQ_EMULATOR_THREADS")
     fi
     SERVER+=(serve --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --project "$PROJECT" --data-dir "$DATA_DIR")
 }

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.factory import envelope, line, write_ndjson
+from tests.services import make_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "scripts" / "setup_bigquery_emulator.sh"
@@ -122,3 +123,44 @@ def test_a_thread_count_that_is_not_a_whole_number_is_refused_before_starting(va
                             text=True, timeout=120)
     assert result.returncode == 1
     assert f"BQ_EMULATOR_THREADS must be a whole number ≥ 1, not '{value}'" in result.stderr
+
+
+def test_the_tests_emulator_lists_tables_as_the_emulator_itself_does(tmp_path, capsys):
+    """The tests' emulator (scripts/lib/local-bigquery-tuned.py) lists a dataset's tables from DuckLake's
+    catalog instead of the emulator's ``duckdb_tables()``. With ``BQ_EMULATOR_CHECK_LISTING=1`` it also asks
+    the emulator's own code at every call and stops at the first difference: an import (table creates, loads,
+    the MERGE and its DML), a DELETE, an UPDATE, a view, a wildcard query, a rename and drops all go through
+    it, and the emulator is still up at the end with no difference in its log."""
+    from pipeline.launcher import main
+
+    emulator = make_emulator(tmp_path / "data")
+    emulator.env["BQ_EMULATOR_CHECK_LISTING"] = "1"
+    emulator.start()
+    try:
+        dataset = f"{emulator.project}.listing"
+        export = write_ndjson(tmp_path / "export.ndjson", [line(envelope(i)) for i in range(20)] + [b"{broken"])
+        code = main(["--input", str(export), "--output_table", f"{dataset}.events", "--bigquery_endpoint",
+                     emulator.endpoint, "--direct_num_workers=1", "--bigquery_retry_seconds", "3"])
+        assert code == 0, capsys.readouterr().err
+        client = emulator.client()
+        for sql in [f"DELETE FROM `{dataset}.events` WHERE eventId < '{envelope(5)['eventId']}'",
+                    f"UPDATE `{dataset}.events` SET name = 'renamed' WHERE eventId < '{envelope(8)['eventId']}'",
+                    f"CREATE VIEW `{dataset}.recent` AS SELECT eventId FROM `{dataset}.events`",
+                    f"SELECT count(*) AS n FROM `{dataset}.events_dead*`",
+                    f"CREATE TABLE `{dataset}.copy` AS SELECT * FROM `{dataset}.recent`",
+                    f"ALTER TABLE `{dataset}.copy` RENAME TO copied"]:
+            client.query_and_wait(sql)
+        listed = {t.table_id: t.table_type for t in client.list_tables(dataset)}
+        assert listed["recent"] == "VIEW" and listed["copied"] == "TABLE" and "copy" not in listed
+        assert {"events", "events_dead_letters"} <= set(listed)
+        assert client.get_table(f"{dataset}.copied").num_rows == 15
+        assert client.get_table(f"{dataset}.events_dead_letters").num_rows == 1
+        client.delete_table(f"{dataset}.recent")
+        client.delete_table(f"{dataset}.copied")
+        assert {"recent", "copied"}.isdisjoint(t.table_id for t in client.list_tables(dataset))
+        client.delete_dataset(dataset, delete_contents=True)
+        assert emulator.problem() is None, "the check stops the emulator at the first difference"
+    finally:
+        emulator.stop()
+    log = (emulator.run_dir / f"bigquery-{emulator.env['BQ_EMULATOR_PORT']}.log").read_text()
+    assert "differs from the emulator's own" not in log
