@@ -121,6 +121,10 @@ def is_staging_drop(r: Request) -> bool:
     return r.method == "DELETE" and "__staging_" in r.path
 
 
+def is_staging_create(r: Request) -> bool:
+    return r.method == "POST" and r.path.split("?")[0].endswith("/tables") and "__staging_" in r.text
+
+
 def is_any(_: Request) -> bool:
     return True
 

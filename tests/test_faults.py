@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.launcher import main
+from schemas.bigquery import DEAD_LETTER_TABLE_SCHEMA
 from tests.conftest import ROOT
 from tests.factory import DATASOURCE, envelope, line, write_ndjson
 from tests.fault_proxy import (
@@ -28,10 +29,12 @@ from tests.fault_proxy import (
     is_load_upload,
     is_merge,
     is_merge_poll,
+    is_staging_create,
     is_staging_drop,
     is_upload_data,
 )
-from transforms.bigquery.tables import query
+from transforms.bigquery.client import BigQuerySession, make_client
+from transforms.bigquery.tables import create_expiring, query
 from transforms.core.settings import TableRef
 
 pytestmark = pytest.mark.emulator
@@ -184,6 +187,21 @@ def test_a_staging_table_that_cannot_be_dropped_does_not_fail_the_run(bigquery_e
     assert len(left) == 3, "the launch's three staging tables (rows, dead letters, conflicts) are left"
     assert_staging_harmless(bigquery_emulator, table)
     assert_rerun_lands_exactly(capsys, bigquery_emulator, table, export, already=EVENTS)
+
+
+def test_a_staging_table_refused_and_not_there_is_made_again(bigquery_emulator, dataset):
+    """The fallback for a refused create (another execution of the step creating it at once) finds no table
+    when that execution has committed and dropped it since: the table is made again, not a failed step.
+    Here the create is refused once, and nothing made the table."""
+    bigquery_emulator.client().create_dataset(f"local-project.{dataset}")
+    ref = TableRef.parse(f"local-project.{dataset}.events__staging_run_l1")
+    fault = Fault(is_staging_create, "error", status=400)
+    with FaultProxy(bigquery_emulator.endpoint, [fault]) as proxy:
+        bq = BigQuerySession(make_client("local-project", proxy.endpoint), 3, emulated=True)
+        create_expiring(bq, ref, DEAD_LETTER_TABLE_SCHEMA)
+    assert fault.acted == 1, proxy.log
+    made = bigquery_emulator.client().get_table(ref.api_id)
+    assert made.expires is not None and [f.name for f in made.schema] == [f["name"] for f in DEAD_LETTER_TABLE_SCHEMA]
 
 
 def test_a_staging_table_left_by_a_failed_load_expires(bigquery_emulator, dataset, export, capsys):

@@ -185,15 +185,31 @@ def _local_copy(paths: list[str], suffix: str) -> str:
 
 def create_expiring(bq: BigQuerySession, ref: TableRef, schema_json: list[dict]) -> None:
     """A staging table that goes away by itself within ``STAGING_EXPIRY``, whatever fails later."""
+    from google.api_core.exceptions import NotFound
+
     bigquery = _bigquery()
     table = bigquery.Table(ref.api_id, schema=schema_fields(schema_json))
     table.expires = datetime.now(UTC) + STAGING_EXPIRY
-    try:
-        bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
-    except Exception:
-        # two executions of one step creating it at once: BigQuery answers the second 409 (exists_ok),
-        # the local emulator may refuse it ("Failed to commit DuckLake transaction"); either way it exists
-        bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
+    for _ in range(STAGING_CREATE_ATTEMPTS):
+        try:
+            bq.client.create_table(table, exists_ok=True, retry=bq.retry(), timeout=bq.timeout)
+            return
+        except Exception as err:
+            # two executions of one step creating it at once: BigQuery answers the second 409 (exists_ok),
+            # the local emulator may refuse it ("Failed to commit DuckLake transaction"); either way it exists,
+            # unless the other execution has committed and dropped it since: then it is made again (the
+            # steps after it attach to the other's jobs and read nothing from it)
+            refused = err
+        try:
+            bq.client.get_table(ref.api_id, retry=bq.retry(), timeout=bq.timeout)
+            return
+        except NotFound:
+            continue
+    raise refused
+
+
+STAGING_CREATE_ATTEMPTS = 3
+"""Tries at making a staging table that is refused and not there (``create_expiring``)."""
 
 
 def load_files(bq: BigQuerySession, ref: TableRef, paths: list[str], schema_json: list[dict], source_format: str,
