@@ -164,3 +164,27 @@ def test_the_tests_emulator_lists_tables_as_the_emulator_itself_does(tmp_path, c
         emulator.stop()
     log = (emulator.run_dir / f"bigquery-{emulator.env['BQ_EMULATOR_PORT']}.log").read_text()
     assert "differs from the emulator's own" not in log
+
+
+def test_an_emulator_that_exited_is_not_alive_while_it_waits_to_be_reaped():
+    """``stop`` waits until the emulator is gone. Once the start script has ended, the server's parent is
+    PID 1, which some inits reap only every second or two, and ``kill -0`` still succeeds on the zombie
+    it is until then: every stop took 2 s. ``alive`` (scripts/lib/emulator.sh) reads the process state."""
+    exited = subprocess.Popen(["true"])  # never waited for: a zombie of this process once it has exited
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{exited.pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def alive(pid: int) -> int:
+            script = f'source "{ROOT}/scripts/lib/emulator.sh" test; alive {pid}'
+            return subprocess.run(["bash", "-c", script], env={**os.environ, "EMULATOR_RUN_DIR": "/tmp"}).returncode
+
+        assert alive(exited.pid) == 1, "an exited process (a zombie) is not alive"
+        assert alive(running.pid) == 0
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()

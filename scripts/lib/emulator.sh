@@ -37,11 +37,20 @@ hold_lock() {  # hold_lock FILE SECONDS WHAT: hold FILE's lock on fd 9 until the
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
+alive() {  # alive PID: the process exists and has not exited. A server that exited stays a zombie until
+    # whoever adopted it (PID 1, once the start script is gone) reaps it, which some inits do only every
+    # second or two; kill -0 still succeeds on a zombie, so /proc's state says (no /proc: kill -0 alone)
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)"
+    [[ "${state:0:1}" != Z ]]
+}
+
 running_pid() {  # prints the PID if our emulator process is alive
     local pid
     [[ -f "$PID_FILE" ]] || return 1
     pid="$(cat "$PID_FILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
     if [[ -n "${PROCESS_MATCH:-}" ]]; then
         tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$PROCESS_MATCH" || return 1
     fi
@@ -51,11 +60,11 @@ running_pid() {  # prints the PID if our emulator process is alive
 terminate() {  # SIGTERM, wait up to 10 s, then SIGKILL; removes the pid file
     local pid=$1
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    for _ in $(seq 200); do alive "$pid" || break; sleep 0.05; done
+    if alive "$pid"; then
         echo "$NAME: pid $pid ignored SIGTERM for 10 s, sending SIGKILL" >&2
         kill -9 "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 100); do alive "$pid" || break; sleep 0.05; done
     fi
     rm -f "$PID_FILE"
 }
@@ -82,7 +91,7 @@ emulator_start() {
             show_log; terminate "$pid"
             die "emulator answered HTTP $CODE: ${BODY:0:500} (stopped it)"
         fi
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             rm -f "$PID_FILE"; show_log
             die "emulator exited during startup"
         fi
