@@ -142,7 +142,9 @@ class FaultProxy:
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        # shutdown() waits for serve_forever's next poll: 0.5 s apart by default, a quarter second per proxy
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fault-proxy", daemon=True)
         self._timer = threading.Timer(lifetime_seconds, self.stop)
         self._timer.daemon = True
 
