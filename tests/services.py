@@ -163,7 +163,7 @@ def make_emulator(data_dir: Path) -> Emulator:
     port, grpc = free_port(), free_port()
     # BQ_EMULATOR_THREADS=1: the emulator through scripts/lib/local-bigquery-tuned.py, DuckDB on one thread (the
     # tests' queries are small and several emulators share the cores with the test workers: -23 % emulator CPU
-    # per import) and its table listing read from DuckLake's catalog (-11 % emulator CPU over the suite)
+    # per import) and its catalog lookups read from DuckLake's catalog (-11 % emulator CPU over the suite)
     env = {"BQ_EMULATOR_THREADS": "1", **os.environ, "BQ_EMULATOR_PORT": str(port), "BQ_EMULATOR_GRPC_PORT": str(grpc),
            "BQ_EMULATOR_DATA_DIR": str(data_dir), "EMULATOR_RUN_DIR": str(data_dir.parent / f"run-{port}")}
     return Emulator(f"http://127.0.0.1:{port}", env)

@@ -47,13 +47,22 @@ emulators_own_listing = database.objects
 CHECK = os.environ.get("BQ_EMULATOR_CHECK_LISTING") == "1"
 
 
-def checked(what: str, ours, theirs, rows: list) -> list:
-    """Under ``BQ_EMULATOR_CHECK_LISTING=1``: ``rows`` (what ``ours()`` answered) if the emulator's own code
-    (``theirs()``) answers the same, as a set, or answers what ``ours()`` answers right after it (another
-    request committed in between: the tests write from several threads at once); else stop the emulator
-    (exit 70) with both answers in its log."""
+def answered(what: str, ours, theirs) -> list:
+    """``ours()``, or ``theirs()`` (the emulator's own code) where ours raises CatalogException or answers
+    None (not a DuckLake database, table or schema). Under ``BQ_EMULATOR_CHECK_LISTING=1`` theirs is asked
+    too: the answer stands if theirs is the same as a set, or the same as ours asked again right after it
+    (another request committed in between: the tests write from several threads at once); else the
+    emulator stops (exit 70) with both answers in its log."""
+    try:
+        rows = ours()
+    except duckdb.CatalogException:
+        rows = None
+    if rows is None:
+        return theirs()
+    if not CHECK:
+        return rows
     expected = theirs()
-    if sorted(rows) == sorted(expected) or sorted(rows := ours()) == sorted(expected):
+    if sorted(rows) == sorted(expected) or sorted(rows := ours() or []) == sorted(expected):
         return rows
     print(f"local-bigquery-tuned: {what} differs from the emulator's own: {rows} against {expected}",
           file=sys.stderr, flush=True)
@@ -68,31 +77,25 @@ def catalog(project_id: str) -> str:
 def objects(project_id: str, dataset_id: str, table_id: str | None = None) -> list[tuple[str, str, int]]:
     """What ``database.objects`` answers: (name, 'TABLE' or 'VIEW', size) of the dataset's tables and views
     (or of ``table_id`` only), by name."""
-    try:
-        rows = _objects(project_id, dataset_id, table_id)
-    except duckdb.CatalogException:  # not a DuckLake database
-        return emulators_own_listing(project_id, dataset_id, table_id)
-    if CHECK:
-        return checked(f"the listing of {project_id}.{dataset_id} (table {table_id})",
-                       lambda: _objects(project_id, dataset_id, table_id),
-                       lambda: emulators_own_listing(project_id, dataset_id, table_id), rows)
-    return rows
+    return answered(f"the listing of {project_id}.{dataset_id} (table {table_id})",
+                    lambda: _objects(project_id, dataset_id, table_id),
+                    lambda: emulators_own_listing(project_id, dataset_id, table_id))
 
 
 def _objects(project_id: str, dataset_id: str, table_id: str | None) -> list[tuple[str, str, int]]:
     meta = catalog(project_id)
     return emulators_own_fetch(
-            f"SELECT t.table_name, 'TABLE', coalesce(s.record_count, 0) FROM {meta}.ducklake_table t "
-            f"JOIN {meta}.ducklake_schema d USING (schema_id) "
-            f"LEFT JOIN {meta}.ducklake_table_stats s USING (table_id) "
-            "WHERE t.end_snapshot IS NULL AND d.end_snapshot IS NULL AND d.schema_name = $1 "
-            "AND t.table_name = coalesce($2, t.table_name) "
-            f"UNION ALL SELECT v.view_name, 'VIEW', 0 FROM {meta}.ducklake_view v "
-            f"JOIN {meta}.ducklake_schema d USING (schema_id) "
-            "WHERE v.end_snapshot IS NULL AND d.end_snapshot IS NULL AND d.schema_name = $1 "
-            "AND v.view_name = coalesce($2, v.view_name) ORDER BY 1",
-            [dataset_id, table_id],
-        )
+        f"SELECT t.table_name, 'TABLE', coalesce(s.record_count, 0) FROM {meta}.ducklake_table t "
+        f"JOIN {meta}.ducklake_schema d USING (schema_id) "
+        f"LEFT JOIN {meta}.ducklake_table_stats s USING (table_id) "
+        "WHERE t.end_snapshot IS NULL AND d.end_snapshot IS NULL AND d.schema_name = $1 "
+        "AND t.table_name = coalesce($2, t.table_name) "
+        f"UNION ALL SELECT v.view_name, 'VIEW', 0 FROM {meta}.ducklake_view v "
+        f"JOIN {meta}.ducklake_schema d USING (schema_id) "
+        "WHERE v.end_snapshot IS NULL AND d.end_snapshot IS NULL AND d.schema_name = $1 "
+        "AND v.view_name = coalesce($2, v.view_name) ORDER BY 1",
+        [dataset_id, table_id],
+    )
 
 
 def _columns(project_id: str, dataset_id: str, table_id: str, condition: str, params: list) -> list[tuple] | None:
@@ -142,15 +145,7 @@ def fetch(sql: str, params: list | None = None) -> list[tuple]:
     answer = CATALOG_QUERIES.get(sql)
     if answer is None:
         return emulators_own_fetch(sql, params)
-    try:
-        rows = answer(*params)
-    except duckdb.CatalogException:  # not a DuckLake database
-        rows = None
-    if rows is None:
-        return emulators_own_fetch(sql, params)
-    if CHECK:
-        return checked(f"{sql} {params}", lambda: answer(*params) or [], lambda: emulators_own_fetch(sql, params), rows)
-    return rows
+    return answered(f"{sql} {params}", lambda: answer(*params), lambda: emulators_own_fetch(sql, params))
 
 
 database.objects = objects
