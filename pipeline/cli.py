@@ -15,12 +15,15 @@ import argparse
 import difflib
 import sys
 
+from pipeline.local_runner import ONE_PROCESS_EVENTS
+
 BEAM_POINTER = (
     "Beam's own options pass through unchanged: --runner, --temp_location, --project, --region, "
     "--direct_num_workers, --direct_running_mode, --num_workers, --max_num_workers, --machine_type, "
     "--sdk_container_image, … (every option of apache_beam.options.pipeline_options: "
     "https://beam.apache.org/releases/pydoc/2.77.0/apache_beam.options.pipeline_options.html). "
-    "Without --runner the import runs locally on two worker processes. "
+    "Without --runner the import runs locally on two worker processes "
+    f"(in its own process below {ONE_PROCESS_EVENTS:,} events, estimated from the files' sizes). "
     "Exit codes: 0 every record accounted for; 1 a file could not be read to its end, or the accounting does not "
     "balance; 2 bad options or inputs; 3 BigQuery unreachable or the target incompatible; 4 a file with no usable "
     "record (every record rejected, or a .json file that is not JSON); 130/143 interrupted (Ctrl-C / SIGTERM).")

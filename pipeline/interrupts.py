@@ -25,6 +25,12 @@ class Interrupted(BaseException):
     """The import was asked to stop. ``phase``: what it was doing; ``outcome``: the state it left,
     in words (filled in by the launcher as it unwinds)."""
 
+    _tagged_with_step = True
+    """Beam re-raises what a step raised as a new exception of its type, the step's name added to its
+    first argument (``apache_beam.runners.common.DoFnRunner._reraise_augmented``), unless it is tagged
+    so. An interruption is not the step's failure: it must reach the launcher as raised, its signal an
+    int (an import in the launcher's own process, ``--direct_num_workers=1``, ended in a ValueError)."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(NAMES.get(signum, f"signal {signum}"))
         self.signum = signum

@@ -42,7 +42,7 @@ from pipeline.failures import (
 )
 from pipeline.graph import build_pipeline, build_subscription_pipeline, read_examples, shuffle_folder
 from pipeline.interrupts import Interrupted, interruptible
-from pipeline.local_runner import configure_logging, warm_runner
+from pipeline.local_runner import configure_logging, warm_runner, workers_said
 from pipeline.options import CheckedOptions
 from pipeline.plan import RunPlan, make_plan, read_options
 from pipeline.preflight import preflight
@@ -98,7 +98,8 @@ def build(plan: RunPlan) -> tuple[beam.Pipeline, dict | None]:
     p = beam.Pipeline(runner=warm_runner(plan.options), options=plan.options)
     build_pipeline(p, checked, plan.tasks, plan.ctx, plan.accounting_prefix, sink,
                    shuffle_folder(plan.work_dir, plan.local))
-    log.info("import %s: %d file(s), %d read task(s)", plan.run_id, len(plan.input_bytes), len(plan.tasks))
+    log.info("import %s: %d file(s), %d read task(s)%s", plan.run_id, len(plan.input_bytes), len(plan.tasks),
+             f", {workers_said(plan.options)}" if plan.local else "")
     return p, tables
 
 

@@ -1,5 +1,6 @@
 """The local runner: Beam's in-process runner on two worker processes (the warm ones of
-``pipeline.warm_workers`` where it can), and the relay of those workers' log lines.
+``pipeline.warm_workers`` where it can), or in the launcher's own process for a small input, and the
+relay of those workers' log lines.
 
 Beam is imported inside the functions that need it: ``start_warm_workers`` runs before the launcher
 imports Beam, so that the server imports the workers' modules meanwhile."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from pipeline import warm_workers
@@ -19,6 +21,14 @@ DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
 """How ENOSPC and EDQUOT read in an error's text or a worker's log line (``pipeline.failures.disk_full``)."""
 LOCAL_WORKERS = 2
 """Worker processes of a local import (the machine this was tuned on has two cores)."""
+ONE_PROCESS_EVENTS = 100_000
+"""A local import of fewer events than this (estimated from its files' sizes:
+``transforms.core.sizing.estimated_events``) runs in the launcher's own process, on one worker: two
+worker processes cost more to start (each imports Beam, pyarrow, polars and pandera, or is forked from
+a server that did) than they save on so little. Dry runs of ``bench/generate_events.py`` files, one
+worker against two, one after the other on the 2-core machine (wall s, CPU s): 12,500 events (the
+example) 1.9 against 2.2, 1.9 against 3.7; 50,000 2.4 against 2.6, 2.4 against 4.0; 100,000 2.9 against
+3.2, 2.9 against 4.5; 200,000 3.9 against 3.4 (two workers win from here on)."""
 
 
 def start_warm_workers(argv: list[str]) -> None:
@@ -34,9 +44,19 @@ def stop_warm_workers() -> None:
     warm_workers.stop()
 
 
-def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
-    """Without --runner, use Beam's in-process runner on two worker processes (the default DirectRunner
-    would try to download the Prism runner binary, which fails offline). Explicit
+def one_process(files: Iterable[tuple[str, int]]) -> bool:
+    """Whether a local import of these ``(uri, size)`` files runs on one worker, in the launcher's own
+    process (fewer than ``ONE_PROCESS_EVENTS`` estimated events)."""
+    from transforms.core.sizing import estimated_events
+
+    return estimated_events(files) < ONE_PROCESS_EVENTS
+
+
+def local_runner_defaults(options: PipelineOptions, argv: list[str],
+                          files: list[tuple[str, int]] | None = None) -> None:
+    """Without --runner, use Beam's in-process runner (the default DirectRunner would try to download the
+    Prism runner binary, which fails offline): on two worker processes, or in this process when the
+    import's ``files`` are small (``one_process``; None: a subscription, no files to size). Explicit
     --direct_num_workers / --direct_running_mode win."""
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
@@ -50,9 +70,21 @@ def local_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
         return any(a == flag or a.startswith(flag + "=") for a in argv)
 
     if not given("--direct_num_workers"):
-        direct.direct_num_workers = LOCAL_WORKERS
+        small = files is not None and not given("--direct_running_mode") and one_process(files)
+        direct.direct_num_workers = 1 if small else LOCAL_WORKERS
+        if small:
+            warm_workers.discard()  # started for an input foreseen larger: nothing will attach to it
     if not given("--direct_running_mode"):
         direct.direct_running_mode = "multi_processing" if direct.direct_num_workers != 1 else "in_memory"
+
+
+def workers_said(options: PipelineOptions) -> str:
+    """Where a local import runs, for its log line: ``in this process`` or ``on N worker processes``."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    workers = options.view_as(DirectOptions).direct_num_workers
+    where = "in this process" if workers == 1 else f"on {workers} worker processes"
+    return f"{where} (--direct_num_workers to choose)"
 
 
 class _RunningModeNote(logging.Filter):

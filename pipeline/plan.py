@@ -83,10 +83,11 @@ def read_options(argv: list[str]) -> tuple[PipelineOptions, CheckedOptions, date
 
 def make_plan(argv: list[str], options: PipelineOptions, checked: CheckedOptions, started: datetime) -> RunPlan:
     """Name the run, make its work folder and list what it reads (``InputError`` when an input matches
-    nothing). Without --runner the run is local (``pipeline.local_runner``)."""
+    nothing). Without --runner the run is local (``pipeline.local_runner``), in this process when the files
+    are small."""
     local = is_local_runner(options.view_as(StandardOptions).runner)
-    local_runner_defaults(options, argv)
     files = expand_patterns(checked.inputs) if checked.stream is None else []  # before the work folder exists
+    local_runner_defaults(options, argv, files if checked.stream is None else None)
     run_id = checked.run_id or new_run_id(started)
     launch = secrets.token_hex(4)
     temp_location = options.view_as(GoogleCloudOptions).temp_location

@@ -29,6 +29,7 @@ This module imports only the standard library at the top: it runs before anythin
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shlex
@@ -53,20 +54,61 @@ ATTACH_COMMAND = "-m pipeline.warm_workers attach"
 ACCEPTED = b"accepted\n"
 FALLBACK = "no warm worker server"
 
-# Flags after which the launcher does not run the default two-process local import: no server.
-_NOT_DEFAULT = ("--runner", "--direct_running_mode", "--direct_num_workers", "--input_subscription",
-                "--template_location", "--environment_type", "-h", "--help")
+# Flags after which the launcher does not run the default local import on worker processes: no server.
+_NOT_DEFAULT = ("--runner", "--direct_running_mode", "--input_subscription", "--template_location",
+                "--environment_type", "-h", "--help")
 
 _lifelines: list[int] = []
 _servers: list[subprocess.Popen] = []
 
 
 def wanted(argv: list[str]) -> bool:
-    """Whether an import with these arguments runs the default local way (no runner or running mode
-    named, files as input), where warm workers apply, on a system that can fork."""
+    """Whether an import with these arguments runs on local worker processes the default way, where warm
+    workers apply, on a system that can fork: no runner, running mode or subscription named, and either
+    ``--direct_num_workers`` above one or, without it, an input the launcher will not run in its own
+    process (``pipeline.local_runner.one_process``, foreseen here from the sizes of the local files the
+    ``--input`` patterns match; a remote or unmatched pattern counts as large). Foreseen wrongly, the
+    import is only slower to start: a server nobody attaches to, or Beam's own worker processes."""
     if not hasattr(os, "fork") or not hasattr(socket, "AF_UNIX"):
         return False
-    return not any(arg.split("=", 1)[0] in _NOT_DEFAULT for arg in argv)
+    if any(arg.split("=", 1)[0] in _NOT_DEFAULT for arg in argv):
+        return False
+    workers = _values(argv, "--direct_num_workers")
+    if workers:
+        return workers[-1].strip() != "1"
+    files = _local_files(_values(argv, "--input"))
+    if files is None:
+        return True
+    from pipeline.local_runner import one_process
+
+    return not one_process(files)
+
+
+def _values(argv: list[str], flag: str) -> list[str]:
+    """The values given to ``flag`` (``--flag value`` or ``--flag=value``), in order."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith(flag + "="):
+            found.append(arg[len(flag) + 1:])
+    return found
+
+
+def _local_files(patterns: list[str]) -> list[tuple[str, int]] | None:
+    """(path, size) of the local files the ``--input`` patterns match (a file whose name holds glob
+    characters taken by its name, as the launcher does), or None when there are none, one is not local
+    (``gs://…``) or one matches nothing."""
+    found: dict[str, int] = {}
+    for pattern in patterns:
+        if "://" in pattern:
+            return None
+        paths = [pattern] if os.path.isfile(pattern) else glob.glob(pattern)
+        sizes = {os.path.abspath(p): os.path.getsize(p) for p in paths if os.path.isfile(p)}
+        if not sizes:
+            return None
+        found.update(sizes)
+    return sorted(found.items()) or None
 
 
 def start() -> str | None:
@@ -116,6 +158,14 @@ def stop(timeout: float = 10.0) -> None:
     folder = os.environ.pop(DIR_VARIABLE, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def discard() -> None:
+    """End a fork server no worker will attach to (the launcher runs the import in its own process, the
+    input being smaller than foreseen: ``gs://`` files, say) at once, without waiting for its imports."""
+    for server in _servers:
+        server.kill()
+    stop()
 
 
 # --------------------------------------------------------------------------- the fork server

@@ -104,11 +104,11 @@ def _upload_export(gcs_emulator) -> str:
     return "gs://in-bucket/exports/*.ndjson"
 
 
-def _import(pattern: str, temp_location: str, endpoint: str, table: str) -> subprocess.CompletedProcess:
-    """``python -m pipeline`` with the default local runner (two worker processes); the environment is
-    this session's, where STORAGE_EMULATOR_HOST is the only GCS setting."""
+def _import(pattern: str, temp_location: str, endpoint: str, table: str, *flags: str) -> subprocess.CompletedProcess:
+    """``python -m pipeline`` with the default local runner (in its own process: the input is small); the
+    environment is this session's, where STORAGE_EMULATOR_HOST is the only GCS setting."""
     args = ["--input", pattern, "--temp_location", temp_location, "--output_table", table,
-            "--bigquery_endpoint", endpoint, "--datasource_id", DATASOURCE, "--bigquery_retry_seconds", "10"]
+            "--bigquery_endpoint", endpoint, "--datasource_id", DATASOURCE, "--bigquery_retry_seconds", "10", *flags]
     env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -132,7 +132,8 @@ def test_import_from_gcs_leaves_no_work_objects(gcs_emulator, bigquery_emulator)
     temp = _work_folder(gcs_emulator, "import")
     table = f"local-project.gcs.events_{uuid.uuid4().hex[:6]}"
 
-    run = _import(pattern, temp, bigquery_emulator.endpoint, table)
+    # on the two worker processes of a large import: they write the shuffle's objects, the launcher removes them
+    run = _import(pattern, temp, bigquery_emulator.endpoint, table, "--direct_num_workers=2")
     left, written = gcs_emulator.list(temp + "/"), gcs_emulator.written(temp + "/")
     _note("import from gs://", run, temp, written, left)
 
