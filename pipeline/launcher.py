@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, StandardOptions
 
-from pipeline import progress, run_history
+from pipeline import beam_memo, progress, run_history
 from pipeline import report as run_report
 from pipeline.cleanup import (
     remove_examples,
@@ -52,6 +52,7 @@ from transforms.bigquery.target import claim_run, prepare_target, release_run
 from transforms.core.outputs import ROWS_DIR
 
 log = logging.getLogger("importer")
+beam_memo.install()
 
 
 def run(argv: list[str] | None = None) -> tuple[int, dict | None]:
