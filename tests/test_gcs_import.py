@@ -104,11 +104,13 @@ def _upload_export(gcs_emulator) -> str:
     return "gs://in-bucket/exports/*.ndjson"
 
 
-def _import(pattern: str, temp_location: str, endpoint: str, table: str, *flags: str) -> subprocess.CompletedProcess:
+def _import(pattern: str, temp_location: str, endpoint: str, table: str, *flags: str,
+            retry_seconds: int = 10) -> subprocess.CompletedProcess:
     """``python -m pipeline`` with the default local runner (in its own process: the input is small); the
-    environment is this session's, where STORAGE_EMULATOR_HOST is the only GCS setting."""
-    args = ["--input", pattern, "--temp_location", temp_location, "--output_table", table,
-            "--bigquery_endpoint", endpoint, "--datasource_id", DATASOURCE, "--bigquery_retry_seconds", "10", *flags]
+    environment is this session's, where STORAGE_EMULATOR_HOST is the only GCS setting. A run meant to
+    fail retries BigQuery for less time (it would only wait longer to fail)."""
+    args = ["--input", pattern, "--temp_location", temp_location, "--output_table", table, "--bigquery_endpoint",
+            endpoint, "--datasource_id", DATASOURCE, "--bigquery_retry_seconds", str(retry_seconds), *flags]
     env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -157,7 +159,7 @@ def test_import_with_bigquery_unreachable_fails_and_leaves_no_work_objects(gcs_e
     temp = _work_folder(gcs_emulator, "unreachable")
     closed = f"http://127.0.0.1:{free_port()}"  # bound once, then closed: nothing listens there
 
-    run = _import(pattern, temp, closed, "local-project.gcs.events")
+    run = _import(pattern, temp, closed, "local-project.gcs.events", retry_seconds=3)
     left, written = gcs_emulator.list(temp + "/"), gcs_emulator.written(temp + "/")
     _note("BigQuery unreachable", run, temp, written, left)
 
@@ -175,7 +177,7 @@ def test_import_failing_at_the_write_leaves_no_work_objects(gcs_emulator, bigque
     temp = _work_folder(gcs_emulator, "write-fails")
     table = f"local-project.gcs.events_{uuid.uuid4().hex[:6]}"
     with FaultProxy(bigquery_emulator.endpoint, [Fault(is_merge, "error", status=503, times=None)]) as proxy:
-        run = _import(pattern, temp, proxy.endpoint, table)
+        run = _import(pattern, temp, proxy.endpoint, table, retry_seconds=3)
     left, written = gcs_emulator.list(temp + "/"), gcs_emulator.written(temp + "/")
     _note("write into the target fails", run, temp, written, left)
 
