@@ -4,12 +4,15 @@ that must not pickle it to measure it, imports the launcher must not pay for."""
 from __future__ import annotations
 
 import gc
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 import orjson
 import pyarrow as pa
+import pytest
 
 from pipeline.graph import ReadValidateNormalize
 from tests.conftest import ROOT
@@ -122,8 +125,23 @@ def test_arrow_table_coder_round_trips() -> None:
     assert coder.estimate_size(table) == table.nbytes
 
 
-def test_the_stages_pass_batches_with_the_batch_coders() -> None:
-    p = beam.Pipeline(runner="FnApiRunner")
+@pytest.fixture
+def unrun_pipelines() -> Iterator[Callable[[], beam.Pipeline]]:
+    """Pipelines a test builds to look at and never runs: their temporary folders go with them (Beam
+    removes a pipeline's folder when it runs it)."""
+    made: list[beam.Pipeline] = []
+
+    def make() -> beam.Pipeline:
+        made.append(beam.Pipeline(runner="FnApiRunner"))
+        return made[-1]
+
+    yield make
+    for p in made:
+        shutil.rmtree(p.local_tempdir, ignore_errors=True)
+
+
+def test_the_stages_pass_batches_with_the_batch_coders(unrun_pipelines) -> None:
+    p = unrun_pipelines()
     rows, _, _ = p | beam.Create([]) | ReadValidateNormalize(CTX, ReadLimits(), TimestampPolicy())
     assert isinstance(beam.coders.registry.get_coder(rows.element_type), ArrowTableCoder)
     stages = {t.full_label: t for t in p.transforms_stack[0].parts[-1].parts}
@@ -132,11 +150,11 @@ def test_the_stages_pass_batches_with_the_batch_coders() -> None:
         assert isinstance(beam.coders.registry.get_coder(main.element_type), BatchCoder), label
 
 
-def test_a_dry_run_gathers_no_dead_letters_and_no_flatten_joins_them() -> None:
+def test_a_dry_run_gathers_no_dead_letters_and_no_flatten_joins_them(unrun_pipelines) -> None:
     # a dry run counts them inside each stage; an import takes them from ONE output: Beam's local runner
     # runs a Flatten of several inputs as a stage of its own, which would move every dead letter
     def flattens(keep: bool) -> set[str]:
-        p = beam.Pipeline(runner="FnApiRunner")
+        p = unrun_pipelines()
         _, dead, _ = p | beam.Create([]) | ReadValidateNormalize(CTX, ReadLimits(), TimestampPolicy(),
                                                                  keep_dead_letters=keep)
         assert (dead is None) is not keep
