@@ -204,6 +204,25 @@ def check_import_flags(argv: list[str]) -> None:
         raise UsageError(f"{err}. ./run.sh import --help lists every flag") from None
 
 
+def check_local_inputs(argv: list[str]) -> None:
+    """A local ``--input`` that surely matches nothing is refused in the launcher's words
+    (``transforms.sources.files.expand_patterns``) before ``./run.sh`` starts an emulator for it: a path
+    without wildcards that does not exist, or a pattern whose folder (the part before its first
+    wildcard) does not exist. Anything else, and remote patterns, are for the launcher to match, with
+    Beam's own rules (``**`` crosses folders there, not in Python's glob)."""
+    import os
+
+    from pipeline.warm_workers import flag_values
+
+    for pattern in flag_values(argv, "--input"):
+        if "://" in pattern:
+            continue
+        wild = min((i for i in map(pattern.find, "*?[") if i >= 0), default=None)
+        where = pattern if wild is None else os.path.dirname(pattern[:wild]) or "."
+        if not os.path.exists(where):
+            raise UsageError(f"--input {pattern!r} matches no file")
+
+
 def replay_own_flags() -> dict[str, bool | str]:
     from pipeline.replay import parser as replay_parser
 
@@ -234,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "import":
             check_import_flags(normalize_argv(flags))
+            check_local_inputs(flags)
         elif command == "replay":
             from pipeline.replay import checked_args
 

@@ -73,10 +73,10 @@ def wanted(argv: list[str]) -> bool:
         return False
     if any(arg.split("=", 1)[0] in _NOT_DEFAULT for arg in argv):
         return False
-    workers = _values(argv, "--direct_num_workers")
+    workers = flag_values(argv, "--direct_num_workers")
     if workers:
         return workers[-1].strip() != "1"
-    files = _local_files(_values(argv, "--input"))
+    files = _local_files(flag_values(argv, "--input"))
     if files is None:
         return True
     from pipeline.local_runner import one_process
@@ -84,7 +84,7 @@ def wanted(argv: list[str]) -> bool:
     return not one_process(files)
 
 
-def _values(argv: list[str], flag: str) -> list[str]:
+def flag_values(argv: list[str], flag: str) -> list[str]:
     """The values given to ``flag`` (``--flag value`` or ``--flag=value``), in order."""
     found = []
     for i, arg in enumerate(argv):

@@ -48,8 +48,9 @@ with `{COMMAND}`. `replay` takes the same flags except the input and Pub/Sub one
 - **No unknown flag.** A flag that neither the import nor Beam/Dataflow defines is refused before any work,
   with the closest one (`error: unknown flag --ouput_table (did you mean --output_table?)`, exit 2); so is a
   stray argument. Every command (`replay`, `query`, `publish`, `merge-landed`) does the same, and `run.sh`
-  checks the flags before it starts an emulator for them (for `replay`, also that it has something to
-  replay, no `--input` and a well-named `--from_table`).
+  checks the flags before it starts an emulator for them (for `import`, also that no local `--input` surely
+  matches nothing: a missing file or folder; for `replay`, that it has something to replay, no `--input`
+  and a well-named `--from_table`).
   No command's check imports Beam (Beam's flags are a table, `pipeline/beam_flags.py`): a typo or `--help`
   answers in a tenth of a second.
 - **Help never starts a service.** `./run.sh import --help` prints what this page says, grouped, and a

@@ -101,6 +101,19 @@ def test_unknown_flag_is_refused_before_any_service_starts(no_services, command)
     assert "import time:" in result.stderr and "apache_beam" not in result.stderr  # refused before Beam
 
 
+def test_an_input_that_matches_no_file_is_refused_before_any_service_starts(no_services, tmp_path):
+    (tmp_path / "a.ndjson").write_text("{}\n")
+    for pattern in (tmp_path / "typo.ndjson", tmp_path / "missing" / "*.ndjson"):
+        result = run_sh(no_services["env"], "import", "--input", str(tmp_path / "a.ndjson"), "--input", str(pattern))
+        assert result.returncode == 2, result.stderr
+        assert f"error: --input '{pattern}' matches no file" in result.stderr  # the launcher's words
+        assert no_services["started"]() == []
+    # what may match is the launcher's to match, with Beam's rules (and its own words when it does not)
+    from pipeline.cli import check_local_inputs
+
+    check_local_inputs(["--input", str(tmp_path / "none-*.ndjson"), "--input", "gs://b-ucket/none.ndjson"])
+
+
 def test_replay_refuses_a_misspelled_import_flag(no_services):
     result = run_sh(no_services["env"], "replay", "--dead_letters", "x.ndjson", "--dryrun")
     assert result.returncode == 2 and "unknown flag --dryrun (did you mean --dry_run?)" in result.stderr
