@@ -50,14 +50,8 @@ def dofn_specs(dofn) -> tuple[set, set]:  # noqa: ANN001 (a DoFn)
 def view_as(options: PipelineOptions, cls: type) -> PipelineOptions:
     """``options.view_as(cls)``, made once per options object and class."""
     try:
-        views = _views[options]
-    except KeyError:
-        views = {}
-        try:
-            _views[options] = views
-        except TypeError:
-            return _beams_own_view_as(options, cls)
-    except TypeError:
+        views = _views.setdefault(options, {})
+    except TypeError:  # not hashable or weakly referable: made each time
         return _beams_own_view_as(options, cls)
     view = views.get(cls)
     if view is None:
